@@ -1,0 +1,113 @@
+#pragma once
+// The daemon's configuration as typed values. Parsing and validation live in
+// src/app/config.cpp; modules receive the parts they need.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace feuille {
+
+using Duration = std::chrono::milliseconds;
+
+// An IP literal and a port ("127.0.0.1:8080", "[::1]:8080"). host is the
+// address without brackets.
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  bool is_loopback() const;
+  std::string text() const;  // host:port with brackets for IPv6
+};
+
+// An address range ("10.0.0.0/8", "::1/128", a bare address = one host).
+struct Cidr {
+  std::array<std::uint8_t, 16> bytes{};  // IPv4 stored as IPv4-mapped IPv6
+  int prefix = 128;                      // in IPv6 bits
+  bool contains(const std::array<std::uint8_t, 16>& addr) const;
+  std::string text;                      // as written
+};
+
+// One Podman host that feuilled drives (`compute-host`).
+struct ComputeHost {
+  std::string name;
+  std::string url;      // unix:///path or tcp://host:port
+  std::string address;  // IP reachable by editors; runtime ports are published on it
+  std::uint64_t memory_bytes = 0;  // 0 = not stated
+};
+
+// A plan's resource limits (`plan`).
+struct Plan {
+  std::string name;
+  std::uint64_t memory_bytes = 0;
+  double cpus = 0;
+  Duration idle_timeout{0};  // 0 = never sleeps
+};
+
+enum class Signup { open, closed };
+
+struct Config {
+  // process
+  std::string config_file;  // empty when none
+  bool dev = false;
+  std::string state_dir = "./.feuille";
+  std::vector<Endpoint> listen;
+  std::vector<Cidr> trusted_proxies;
+  std::vector<Cidr> metrics_allow;
+  std::string public_url;  // empty = first bound address (filled in at start)
+  Duration shutdown_grace{10'000};
+  Duration header_timeout{10'000};
+  Duration keepalive_timeout{75'000};
+  std::string log_level = "info";
+  std::string log_format = "text";
+  int worker_threads = 4;
+
+  // database
+  std::string database_url;
+  int db_pool_size = 8;
+  Duration db_statement_timeout{5'000};
+  Duration db_connect_timeout{3'000};
+
+  // storage
+  std::string data_dir = "/data/users";
+  std::string snapshot_dir = "/data/snapshots";
+  std::uint32_t workspace_uid = 1000;
+  std::uint32_t workspace_gid = 1000;
+
+  // compute
+  std::vector<ComputeHost> compute_hosts;
+  bool compute_hosts_given = false;
+  std::string oci_runtime = "runc";
+  std::string editor_image = "mrmd-editor:latest";
+  std::string runtime_image = "mrmd-runtime:latest";
+  std::string editor_command;
+  std::string runtime_command;
+  std::string editor_health_path = "/health";
+  std::string runtime_health_path = "/mrp/v1/capabilities";
+  Duration start_timeout{60'000};
+  int start_concurrency = 8;
+
+  // auth
+  std::string github_client_id, github_client_secret;
+  std::string github_authorize_url, github_token_url, github_api_url;
+  std::string google_client_id, google_client_secret;
+  std::string google_authorize_url, google_token_url, google_userinfo_url;
+  std::string google_hosted_domain;
+  Signup signup = Signup::open;
+  std::vector<std::string> admins;
+  bool dev_login = false;
+  Duration session_ttl{30LL * 24 * 3600 * 1000};
+
+  // monitor and policies
+  Duration monitor_interval{5'000};
+  Duration idle_timeout{15 * 60'000};
+  double idle_cpu_percent = 1;
+  double preprovision_percent = 50;
+  double migrate_percent = 75;
+  std::vector<Plan> plans;
+
+  const Plan* find_plan(const std::string& name) const;
+};
+
+}  // namespace feuille

@@ -1,0 +1,241 @@
+#include "app/application.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "app/module.hpp"
+#include "app/systemd.hpp"
+#include "http/core_routes.hpp"
+#include "http/server.hpp"
+#include "util/logging.hpp"
+#include "util/spawn.hpp"
+
+namespace feuille::app {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+class Application {
+ public:
+  Application(Invocation invocation, std::vector<std::string> argv)
+      : invocation_(std::move(invocation)),
+        argv_(std::move(argv)),
+        config_(invocation_.config),
+        pool_(static_cast<std::size_t>(config_.worker_threads)),
+        signals_(ioc_, SIGTERM, SIGINT, SIGHUP),
+        log_(logger("app")) {}
+
+  int run() {
+    http::ServerOptions options;
+    options.header_timeout = config_.header_timeout;
+    options.keepalive_timeout = config_.keepalive_timeout;
+    options.trusted_proxies = config_.trusted_proxies;
+    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, health_, metrics_};
+    (void)ctx;  // modules join here as they land
+    http::add_core_routes(router_, health_, metrics_, config_.metrics_allow);
+
+    server_ = std::make_unique<http::Server>(ioc_, options, router_, metrics_);
+    std::vector<Endpoint> bound;
+    try {
+      bound = server_->bind(config_.listen);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "feuilled: %s\n", e.what());
+      return 1;
+    }
+    if (config_.public_url.empty()) config_.public_url = "http://" + bound.front().text();
+
+    spawn(ioc_, startup(bound), log_, "startup");
+    ioc_.run();
+    if (forced_) {
+      // Something ignored cancellation: its coroutine frames still point at
+      // the modules, so do not run destructors; just leave.
+      log_->error("shutdown: {} task(s) did not finish; exiting anyway", live_tasks());
+      flush_logs();
+      std::fflush(stdout);
+      std::_Exit(exit_code_);
+    }
+    pool_.join();
+    modules_.clear();
+    log_->info("stopped");
+    flush_logs();
+    return exit_code_;
+  }
+
+ private:
+  asio::awaitable<void> startup(std::vector<Endpoint> bound) {
+    spawn(ioc_, handle_signals(), log_, "signals");
+    spawn(ioc_, flush_loop(), log_, "log flush");
+    try {
+      for (auto& m : modules_) co_await m->start();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "feuilled: %s\n", e.what());
+      exit_code_ = 1;
+      begin_shutdown();
+      co_return;
+    }
+    server_->start();
+    for (const auto& ep : bound) std::printf("listening on http://%s/\n", ep.text().c_str());
+    std::fflush(stdout);
+    log_->info("feuilled {} ready; public URL {}", FEUILLE_VERSION, config_.public_url);
+    sd_send("READY=1");
+    if (auto period = watchdog_period()) spawn(ioc_, watchdog_loop(*period), log_, "watchdog");
+  }
+
+  asio::awaitable<void> handle_signals() {
+    for (;;) {
+      auto [ec, signo] = co_await signals_.async_wait(tuple_awaitable);
+      if (ec) co_return;
+      if (signo == SIGHUP) reload();
+      else {
+        log_->info("received {}, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        begin_shutdown();
+        co_return;
+      }
+    }
+  }
+
+  void reload() {
+    Invocation next;
+    try {
+      next = parse_invocation(argv_);
+    } catch (const ConfigError& e) {
+      log_->error("reload refused, keeping the current configuration: {}", e.what());
+      return;
+    }
+    for (const auto& key : changed_restart_keys(invocation_, next))
+      log_->warn("reload: {} changed; it takes effect at the next restart", key);
+    const Config& n = next.config;
+    config_.log_level = n.log_level;
+    config_.start_concurrency = n.start_concurrency;
+    config_.signup = n.signup;
+    config_.admins = n.admins;
+    config_.monitor_interval = n.monitor_interval;
+    config_.idle_timeout = n.idle_timeout;
+    config_.idle_cpu_percent = n.idle_cpu_percent;
+    config_.preprovision_percent = n.preprovision_percent;
+    config_.migrate_percent = n.migrate_percent;
+    config_.plans = n.plans;
+    set_log_level(config_.log_level);
+    for (auto& m : modules_) m->reloaded();
+    // Later reloads compare against what is applied now.
+    for (const auto& k : config_keys())
+      if (k.reloadable) invocation_.raw[k.name] = next.raw[k.name];
+    log_->info("configuration reloaded (log level {})", config_.log_level);
+  }
+
+  asio::awaitable<void> watchdog_loop(Duration period) {
+    while (!stopping_) {
+      sd_send("WATCHDOG=1");
+      watchdog_timer_.expires_after(period);
+      if (auto [ec] = co_await watchdog_timer_.async_wait(tuple_awaitable); ec) co_return;
+    }
+  }
+
+  asio::awaitable<void> flush_loop() {
+    while (!stopping_) {
+      flush_timer_.expires_after(std::chrono::milliseconds(500));
+      if (auto [ec] = co_await flush_timer_.async_wait(tuple_awaitable); ec) co_return;
+      flush_logs();
+    }
+  }
+
+  void begin_shutdown() {
+    if (stopping_) return;
+    stopping_ = true;
+    sd_send("STOPPING=1");
+    signals_.cancel();
+    watchdog_timer_.cancel();
+    flush_timer_.cancel();
+    server_->begin_shutdown();
+    for (auto it = modules_.rbegin(); it != modules_.rend(); ++it) (*it)->stop();
+    spawn(ioc_, drain(), log_, "shutdown");
+  }
+
+
+  // Waits for in-flight work up to shutdown-grace, closes the connections
+  // left, and gives the rest one more second before stopping the loop.
+  asio::awaitable<void> drain() {
+    using clock = std::chrono::steady_clock;
+    asio::steady_timer timer(ioc_);
+    auto wait_until = [&](clock::time_point deadline) -> asio::awaitable<void> {
+      while (live_tasks() > 1 && clock::now() < deadline) {  // 1 = this coroutine
+        timer.expires_after(std::chrono::milliseconds(10));
+        co_await timer.async_wait(tuple_awaitable);
+      }
+    };
+    co_await wait_until(clock::now() + config_.shutdown_grace);
+    if (auto left = server_->open_connections(); left > 0) {
+      log_->warn("shutdown grace over: closing {} connection(s)", left);
+      server_->close_all();
+    }
+    co_await wait_until(clock::now() + std::chrono::seconds(1));
+    if (live_tasks() > 1) {
+      forced_ = true;
+      ioc_.stop();
+    }
+  }
+
+  Invocation invocation_;
+  std::vector<std::string> argv_;
+  Config config_;
+  asio::io_context ioc_{1};
+  asio::thread_pool pool_;
+  asio::signal_set signals_;
+  std::shared_ptr<spdlog::logger> log_;
+  http::Metrics metrics_;
+  http::Health health_;
+  http::Router router_;
+  std::vector<std::unique_ptr<Module>> modules_;
+  std::unique_ptr<http::Server> server_;
+  asio::steady_timer watchdog_timer_{ioc_};
+  asio::steady_timer flush_timer_{ioc_};
+  bool stopping_ = false;
+  bool forced_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int run_daemon(Invocation invocation, std::vector<std::string> argv) {
+  Application app(std::move(invocation), std::move(argv));
+  return app.run();
+}
+
+int main_entry(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  Invocation inv;
+  try {
+    inv = parse_invocation(args);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "feuilled: %s\n", e.what());
+    return 1;
+  }
+  if (inv.exit_code) {
+    std::fputs(inv.output.c_str(), stdout);
+    return *inv.exit_code;
+  }
+  setup_logging(inv.config.log_format, inv.config.log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+  switch (inv.command) {
+    case Command::run:
+      return run_daemon(std::move(inv), std::move(args));
+    case Command::check:
+      std::printf("configuration ok\n");
+      return 0;
+    default:
+      std::fprintf(stderr, "feuilled: this command needs the database module\n");
+      return 1;
+  }
+}
+
+}  // namespace feuille::app

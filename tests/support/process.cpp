@@ -1,0 +1,173 @@
+#include "support/process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace feuille::test {
+
+Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> env, std::string working_dir) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  std::map<std::string, std::string> merged;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    merged[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+  }
+  for (auto& [k, v] : env) {
+    if (v == "\x01unset") merged.erase(k);
+    else merged[k] = v;
+  }
+  std::vector<std::string> env_strings;
+  for (auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
+  std::vector<char*> cargv, cenv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  for (auto& e : env_strings) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    setpgid(0, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (!working_dir.empty() && chdir(working_dir.c_str()) != 0) _exit(126);
+    execve(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  out_fd_ = out[0];
+  err_fd_ = err[0];
+  fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+  fcntl(err_fd_, F_SETFL, O_NONBLOCK);
+}
+
+Process::~Process() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(5));
+  }
+  if (out_fd_ >= 0) close(out_fd_);
+  if (err_fd_ >= 0) close(err_fd_);
+}
+
+void Process::signal(int signo) {
+  if (!status_) ::kill(pid_, signo);
+}
+
+bool Process::running() {
+  if (status_) return false;
+  int st = 0;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    pump(std::chrono::milliseconds(10));
+  }
+  pump(std::chrono::milliseconds(0));
+  return status_;
+}
+
+void Process::pump(std::chrono::milliseconds timeout) {
+  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+  ::poll(fds, 2, static_cast<int>(timeout.count()));
+  char buf[65536];
+  for (;;) {
+    bool any = false;
+    for (auto [fd, target] : {std::pair{out_fd_, &out_}, std::pair{err_fd_, &err_}}) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n > 0) target->append(buf, static_cast<std::size_t>(n)), any = true;
+    }
+    if (!any) break;
+  }
+}
+
+std::optional<std::string> Process::wait_for(std::string& buf, const std::string& needle,
+                                             std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    pump(std::chrono::milliseconds(0));
+    auto pos = buf.find(needle);
+    if (pos != std::string::npos) {
+      auto start = buf.rfind('\n', pos);
+      start = start == std::string::npos ? 0 : start + 1;
+      auto end = buf.find('\n', pos);
+      return buf.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    if (!running()) {
+      pump(std::chrono::milliseconds(0));
+      if (buf.find(needle) == std::string::npos) return std::nullopt;
+      continue;
+    }
+    pump(std::chrono::milliseconds(20));
+  }
+}
+
+std::optional<std::string> Process::wait_for_stdout(const std::string& needle, std::chrono::milliseconds timeout) {
+  return wait_for(out_, needle, timeout);
+}
+std::optional<std::string> Process::wait_for_stderr(const std::string& needle, std::chrono::milliseconds timeout) {
+  return wait_for(err_, needle, timeout);
+}
+std::string Process::stdout_text() {
+  pump(std::chrono::milliseconds(0));
+  return out_;
+}
+std::string Process::stderr_text() {
+  pump(std::chrono::milliseconds(0));
+  return err_;
+}
+
+int wait_for_port(Process& p, std::chrono::milliseconds timeout) {
+  auto line = p.wait_for_stdout("listening on http://", timeout);
+  if (!line) return 0;
+  static const std::regex re(R"(listening on http://.*:(\d+)/)");
+  std::smatch m;
+  if (!std::regex_search(*line, m, re)) return 0;
+  return std::stoi(m[1]);
+}
+
+std::string feuilled_path() { return FEUILLED_PATH; }
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "feuille-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::file(const std::string& name, const std::string& content) const {
+  auto p = std::filesystem::path(path_) / name;
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p) << content;
+  return p.string();
+}
+
+}  // namespace feuille::test
