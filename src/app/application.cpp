@@ -8,11 +8,17 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 
+#include "app/commands.hpp"
 #include "app/module.hpp"
 #include "app/systemd.hpp"
+#include "db/database.hpp"
+#include "db/migrator.hpp"
+#include "dev/embedded_postgres.hpp"
+#include "dev/podman_service.hpp"
 #include "http/core_routes.hpp"
 #include "http/server.hpp"
 #include "util/logging.hpp"
@@ -33,16 +39,21 @@ class Application {
         config_(invocation_.config),
         pool_(static_cast<std::size_t>(config_.worker_threads)),
         signals_(ioc_, SIGTERM, SIGINT, SIGHUP),
-        log_(logger("app")) {}
+        log_(logger("app")),
+        db_(ioc_.get_executor(), pool_,
+            db::PoolOptions{config_.database_url, config_.db_pool_size, config_.db_statement_timeout,
+                            config_.db_connect_timeout},
+            &metrics_.registry()) {}
 
   int run() {
     http::ServerOptions options;
     options.header_timeout = config_.header_timeout;
     options.keepalive_timeout = config_.keepalive_timeout;
     options.trusted_proxies = config_.trusted_proxies;
-    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, health_, metrics_};
+    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, health_, metrics_, db_};
     (void)ctx;  // modules join here as they land
     http::add_core_routes(router_, health_, metrics_, config_.metrics_allow);
+    health_.add("database", [this]() { return db_.check(); });
 
     server_ = std::make_unique<http::Server>(ioc_, options, router_, metrics_);
     std::vector<Endpoint> bound;
@@ -76,6 +87,7 @@ class Application {
     spawn(ioc_, handle_signals(), log_, "signals");
     spawn(ioc_, flush_loop(), log_, "log flush");
     try {
+      co_await migrate_with_retry();
       for (auto& m : modules_) co_await m->start();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "feuilled: %s\n", e.what());
@@ -89,6 +101,23 @@ class Application {
     log_->info("feuilled {} ready; public URL {}", FEUILLE_VERSION, config_.public_url);
     sd_send("READY=1");
     if (auto period = watchdog_period()) spawn(ioc_, watchdog_loop(*period), log_, "watchdog");
+  }
+
+  // The database may still be coming up (systemd starts both at boot): try
+  // for a few seconds before giving up.
+  asio::awaitable<void> migrate_with_retry() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    for (;;) {
+      try {
+        co_await db::migrate(db_);
+        co_return;
+      } catch (const db::Unavailable& e) {
+        if (std::chrono::steady_clock::now() > deadline || stopping_) throw;
+        log_->warn("{}; retrying", e.what());
+      }
+      asio::steady_timer pause(ioc_, std::chrono::seconds(1));
+      co_await pause.async_wait(tuple_awaitable);
+    }
   }
 
   asio::awaitable<void> handle_signals() {
@@ -179,6 +208,7 @@ class Application {
       server_->close_all();
     }
     co_await wait_until(clock::now() + std::chrono::seconds(1));
+    db_.close();
     if (live_tasks() > 1) {
       forced_ = true;
       ioc_.stop();
@@ -195,6 +225,7 @@ class Application {
   http::Metrics metrics_;
   http::Health health_;
   http::Router router_;
+  db::Database db_;
   std::vector<std::unique_ptr<Module>> modules_;
   std::unique_ptr<http::Server> server_;
   asio::steady_timer watchdog_timer_{ioc_};
@@ -211,6 +242,40 @@ int run_daemon(Invocation invocation, std::vector<std::string> argv) {
   return app.run();
 }
 
+// What --dev starts for itself: PostgreSQL when no database-url is given,
+// podman system service when no compute-host is given and podman exists.
+class DevServices {
+ public:
+  void start(Config& c, bool with_podman) {
+    auto log = logger("app");
+    std::filesystem::create_directories(c.state_dir);
+    if (c.database_url.empty()) {
+      postgres_ = std::make_unique<dev::EmbeddedPostgres>(c.state_dir + "/postgres");
+      postgres_->start();
+      c.database_url = postgres_->url();
+      log->info("dev: PostgreSQL running from {} (socket in {})", postgres_->data_dir(), postgres_->socket_dir());
+    }
+    if (with_podman && !c.compute_hosts_given) {
+      if (dev::PodmanService::available()) {
+        podman_ = std::make_unique<dev::PodmanService>(c.state_dir + "/podman", c.oci_runtime);
+        podman_->start();
+        c.compute_hosts = {ComputeHost{"local", podman_->url(), "127.0.0.1", 0}};
+        log->info("dev: podman system service on {}", podman_->socket_path());
+      } else {
+        log->warn("dev: podman is not installed; workspaces cannot start");
+      }
+    }
+  }
+  ~DevServices() {
+    if (podman_) podman_->stop();
+    if (postgres_) postgres_->stop();
+  }
+
+ private:
+  std::unique_ptr<dev::EmbeddedPostgres> postgres_;
+  std::unique_ptr<dev::PodmanService> podman_;
+};
+
 int main_entry(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
   Invocation inv;
@@ -226,16 +291,31 @@ int main_entry(int argc, char** argv) {
   }
   setup_logging(inv.config.log_format, inv.config.log_level);
   std::signal(SIGPIPE, SIG_IGN);
+  // Signals are handled by the loop; until it runs, SIGTERM/SIGINT end the
+  // process (and the dev services with it, through their parent-death signal).
+  Config& c = inv.config;
+  DevServices dev;
+  if (c.dev) {
+    try {
+      dev.start(c, inv.command == Command::run);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "feuilled: dev: %s\n", e.what());
+      return 1;
+    }
+  }
   switch (inv.command) {
     case Command::run:
       return run_daemon(std::move(inv), std::move(args));
+    case Command::migrate:
+      return run_migrate(c);
     case Command::check:
-      std::printf("configuration ok\n");
-      return 0;
-    default:
-      std::fprintf(stderr, "feuilled: this command needs the database module\n");
-      return 1;
+      return run_check(c);
+    case Command::user_list:
+      return run_user_list(c);
+    case Command::user_set_plan:
+      return run_user_set_plan(c, inv.args.at(0), inv.args.at(1));
   }
+  return 1;
 }
 
 }  // namespace feuille::app

@@ -497,7 +497,7 @@ Invocation parse_invocation(const std::vector<std::string>& argv_in) {
     if (k.info.reloadable) help += " (reloadable)";
     CLI::Option* o = nullptr;
     if (k.kind == Kind::flag) {
-      o = app.add_flag("--" + k.info.name + "{true}", raw[k.info.name], help)->disable_flag_override(false);
+      o = app.add_flag("--" + k.info.name, raw[k.info.name], help)->disable_flag_override(false);
       o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     } else {
       o = app.add_option("--" + k.info.name, raw[k.info.name], help)->type_name("VALUE");

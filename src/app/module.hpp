@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "db/database.hpp"
 #include "feuille/config.hpp"
 #include "http/health.hpp"
 #include "http/metrics.hpp"
@@ -23,6 +24,7 @@ struct ModuleContext {
   http::Router& router;
   http::Health& health;
   http::Metrics& metrics;
+  db::Database& db;
 };
 
 class Module {

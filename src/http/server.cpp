@@ -16,6 +16,7 @@
 #include <list>
 #include <random>
 
+#include "feuille/errors.hpp"
 #include "http/client_address.hpp"
 #include "http/responses.hpp"
 #include "util/logging.hpp"
@@ -279,14 +280,18 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
           co_return;
         if (conn->timed_out || ec == asio::error::operation_aborted) {
           if (stopping || (buffer.size() == 0 && !parser.got_some())) co_return;
-          co_await write_final(*conn, json_error(408, "request header not received in time"));
-          access_log(ctx, "-", "-", 408, 0, start, "invalid");
+          Response res = json_error(408, "request header not received in time");
+          co_await write_final(*conn, std::move(res));
+          access_log(ctx, "-", "-", 408, 0, start, invalid_class);
           co_return;
         }
+        // Temporaries stay out of co_await expressions: GCC 12 destroys some twice.
         unsigned status = ec == bh::error::header_limit ? 431 : 400;
-        co_await write_final(*conn, json_error(status, status == 431 ? "request header too large"
-                                                                     : "malformed request: " + ec.message()));
-        access_log(ctx, "-", "-", status, 0, start, "invalid");
+        std::string message = "request header too large";
+        if (status == 400) message = "malformed request: " + ec.message();
+        Response res = json_error(status, message);
+        co_await write_final(*conn, std::move(res));
+        access_log(ctx, "-", "-", status, 0, start, invalid_class);
         co_return;
       }
 
@@ -311,8 +316,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       std::string_view target = ctx.target;
       const std::string method_text(header.method_string());
       if (target.empty() || target.front() != '/') {
-        co_await write_final(*conn, json_error(400, "malformed request: target must be an absolute path"));
-        access_log(ctx, method_text, "-", 400, 0, start, "invalid");
+        Response res = json_error(400, "malformed request: target must be an absolute path");
+        co_await write_final(*conn, std::move(res));
+        access_log(ctx, method_text, "-", 400, 0, start, invalid_class);
         co_return;
       }
       auto qmark = target.find('?');
@@ -329,12 +335,25 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       if (route && route->stream_handler) {
         Exchange ex{conn->stream, buffer, parser, ctx};
         conn->disarm();  // the handler sets its own deadlines
+        std::optional<Response> failure;  // answered here when the handler wrote nothing yet
         try {
           co_await route->stream_handler(ex);
+        } catch (const RequestError& e) {
+          log->warn("rid={} {} {}: {}", ctx.request_id, method_text, log_path, e.what());
+          ex.keep_alive = false;
+          if (ex.status == 0) {
+            failure = error_for(header, e.status, e.public_message);
+            if (e.retry_after_seconds) failure->set(bh::field::retry_after, std::to_string(e.retry_after_seconds));
+          }
         } catch (const std::exception& e) {
           log->error("rid={} {} {}: {}", ctx.request_id, method_text, log_path, e.what());
           ex.keep_alive = false;
-          if (ex.status == 0) ex.status = 500;
+          if (ex.status == 0) failure = error_for(header, 500, "Something went wrong on our side.");
+        }
+        if (failure) {
+          ex.status = failure->result_int();
+          ex.bytes = failure->body().size();
+          co_await write_buffered(*conn, *failure, false, ctx.request_id, false);
         }
         access_log(ctx, method_text, log_path, ex.status, ex.bytes, start, *route_class);
         if (!ex.keep_alive || stopping) co_return;
@@ -382,6 +401,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
           Request req = body_parser.release();
           try {
             res = co_await route->handler(req, ctx);
+          } catch (const RequestError& e) {
+            log->warn("rid={} {} {}: {}", ctx.request_id, method_text, log_path, e.what());
+            res = error_for(req, e.status, e.public_message);
+            if (e.retry_after_seconds) res.set(bh::field::retry_after, std::to_string(e.retry_after_seconds));
           } catch (const std::exception& e) {
             // The client sees a bare 500; the details stay in the log.
             log->error("rid={} {} {}: {}", ctx.request_id, method_text, log_path, e.what());
@@ -404,6 +427,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   }
 
   const std::string unmatched_class = "unmatched";
+  const std::string invalid_class = "invalid";  // protocol errors before routing
 };
 
 Server::Server(asio::io_context& ioc, ServerOptions options, const Router& router, Metrics& metrics)

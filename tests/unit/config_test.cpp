@@ -288,7 +288,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"compute-host", "name=A,url=unix:///s,address=127.0.0.1", "name"},
         BadValue{"compute-host", "name=a,url=unix:///s,address=127.0.0.1,memory=lots", "memory"},
         BadValue{"compute-host", "name=a,url=unix:///s,address=127.0.0.1,cpu=2", "unknown field"},
-        BadValue{"compute-host", "name=a;url=unix:///s", "not name=value"},
+        BadValue{"compute-host", "name=a,url", "not name=value"},
         BadValue{"oci-runtime", "run c", "not a runtime name"}, BadValue{"editor-image", "bad image", "image"},
         BadValue{"runtime-image", "-x", "image"}, BadValue{"editor-command", "node 'x", "unterminated single"},
         BadValue{"runtime-command", "   ", "must not be empty"},
@@ -304,7 +304,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"preprovision-percent", "x", "percentage"}, BadValue{"migrate-percent", "-5", "percentage"},
         BadValue{"plan", "name=free,memory=1K", "at least 6M"}, BadValue{"plan", "name=gold,memory=1G", "needs memory= and cpus="},
         BadValue{"plan", "name=free,cpus=0", "positive"}, BadValue{"plan", "name=free,idle-timeout=soon", "duration"},
-        BadValue{"plan", "name=free,gpus=1", "unknown field"}, BadValue{"state-dir", "", "must not be empty"}));
+        BadValue{"plan", "name=free,gpus=1", "unknown field"}, BadValue{"state-dir", "", "must not be empty"}),
+    [](const ::testing::TestParamInfo<BadValue>& info) {
+      std::string name = info.param.key + "_" + std::to_string(info.index);
+      for (auto& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return name;
+    });
 
 TEST(Config, CrossKeyRules) {
   EXPECT_THAT(error_of({"--database-url", kDb, "--dev-login", "--listen", "0.0.0.0:8080"}), StartsWith("dev-login: "));

@@ -1,0 +1,94 @@
+# Shared helpers of the benchmark scripts (sourced).
+# They start what they measure on 127.0.0.1 only, and stop it on exit.
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FEUILLED=${FEUILLED:-$BENCH_ROOT/build/feuilled}
+BENCH_TMP=$(mktemp -d /tmp/feuille-bench-XXXXXX)
+chmod 755 "$BENCH_TMP"
+BENCH_PIDS=()
+
+bench_cleanup() {
+  for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${BENCH_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${BENCH_PG:-}" ]; then "$BENCH_ROOT/build/tests/feuille_test_env" postgres-stop "$BENCH_PG" >/dev/null 2>&1 || true; fi
+  rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+
+# A private PostgreSQL for feuilled; sets BENCH_DB_URL.
+bench_postgres() {
+  BENCH_PG=$BENCH_TMP/pg
+  "$BENCH_ROOT/build/tests/feuille_test_env" postgres-start "$BENCH_PG" >/dev/null
+  BENCH_DB_URL=$(sed 's|:///postgres?|:///feuille?|' "$BENCH_PG/database-url")
+}
+
+# Starts feuilled with extra arguments; sets FEUILLED_PID and FEUILLED_PORT.
+bench_feuilled() {
+  "$FEUILLED" --database-url "$BENCH_DB_URL" --listen 127.0.0.1:0 --log-level warn "$@" \
+    >"$BENCH_TMP/feuilled.out" 2>"$BENCH_TMP/feuilled.err" &
+  FEUILLED_PID=$!
+  BENCH_PIDS+=("$FEUILLED_PID")
+  for _ in $(seq 1 200); do
+    FEUILLED_PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)/$|\1|p' "$BENCH_TMP/feuilled.out" | head -1)
+    [ -n "$FEUILLED_PORT" ] && return 0
+    sleep 0.05
+  done
+  echo "feuilled did not start:" >&2
+  cat "$BENCH_TMP/feuilled.err" >&2
+  exit 1
+}
+
+# Starts nginx with the given http{} body on a free port; sets NGINX_PORT.
+bench_nginx() {
+  local workers=$1 body=$2
+  NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$BENCH_TMP/nginx"
+  cat >"$BENCH_TMP/nginx/nginx.conf" <<CONF
+worker_processes $workers;
+daemon off;
+pid $BENCH_TMP/nginx/nginx.pid;
+error_log $BENCH_TMP/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log $BENCH_TMP/nginx/access.log;
+  client_body_temp_path $BENCH_TMP/nginx/body;
+  proxy_temp_path $BENCH_TMP/nginx/proxy;
+  fastcgi_temp_path $BENCH_TMP/nginx/fastcgi;
+  uwsgi_temp_path $BENCH_TMP/nginx/uwsgi;
+  scgi_temp_path $BENCH_TMP/nginx/scgi;
+  $(printf '%s' "$body" | sed "s/@PORT@/$NGINX_PORT/g")
+}
+CONF
+  nginx -c "$BENCH_TMP/nginx/nginx.conf" &
+  BENCH_PIDS+=($!)
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && return 0
+    sleep 0.05
+  done
+  echo "nginx did not start" >&2
+  exit 1
+}
+
+# CPU ticks (user+system) of a process and all its threads.
+bench_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Runs wrk; prints "rps p99_ms cpu_us_per_req" (cpu of PID when given).
+bench_wrk() {
+  local url=$1 pid=${2:-} duration=${WRK_DURATION:-10s}
+  local before=0 after=0
+  [ -n "$pid" ] && before=$(bench_cpu_ticks "$pid")
+  local out
+  out=$(wrk -t2 -c64 -d"$duration" --latency "$url" "${@:3}")
+  [ -n "$pid" ] && after=$(bench_cpu_ticks "$pid")
+  local rps p99 reqs
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  local cpu="-"
+  if [ -n "$pid" ] && [ "${reqs:-0}" -gt 0 ]; then
+    cpu=$(awk -v t=$((after - before)) -v r="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')
+  fi
+  echo "$rps $p99 $cpu"
+}
+
+bench_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

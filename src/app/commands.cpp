@@ -1,0 +1,103 @@
+#include "app/commands.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <cstdio>
+#include <functional>
+
+#include "db/database.hpp"
+#include "db/migrator.hpp"
+#include "db/users.hpp"
+#include "util/logging.hpp"
+#include "util/spawn.hpp"
+
+namespace feuille::app {
+namespace asio = boost::asio;
+
+namespace {
+
+// Runs one coroutine against the database on a private loop; returns its
+// exit code (1 when it throws, with the reason on stderr).
+int with_database(const Config& c, std::function<asio::awaitable<int>(db::Database&)> body) {
+  asio::io_context ioc{1};
+  asio::thread_pool pool{2};
+  db::Database database(ioc.get_executor(), pool,
+                        db::PoolOptions{c.database_url, 2, c.db_statement_timeout, c.db_connect_timeout});
+  int code = 1;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        try {
+          code = co_await body(database);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "feuilled: %s\n", e.what());
+          code = 1;
+        }
+      },
+      asio::detached);
+  ioc.run();
+  pool.join();
+  return code;
+}
+
+}  // namespace
+
+int run_migrate(const Config& c) {
+  return with_database(c, [](db::Database& database) -> asio::awaitable<int> {
+    auto r = co_await db::migrate(database);
+    if (r.applied.empty()) std::printf("schema is current (version %d)\n", r.to_version);
+    for (const auto& name : r.applied) std::printf("applied %s\n", name.c_str());
+    co_return 0;
+  });
+}
+
+int run_check(const Config& c) {
+  std::printf("ok   configuration%s\n", c.config_file.empty() ? "" : (" " + c.config_file).c_str());
+  return with_database(c, [](db::Database& database) -> asio::awaitable<int> {
+    int failures = 0;
+    auto result = co_await database.check();
+    if (!result.ok) {
+      std::printf("FAIL database %s: %s\n", database.redacted_url().c_str(), result.detail.c_str());
+      co_return 1;
+    }
+    int version = co_await db::schema_version(database);
+    int latest = db::latest_schema_version();
+    if (version > latest) {
+      std::printf("FAIL database: schema version %d is newer than this feuilled (%d)\n", version, latest);
+      ++failures;
+    } else if (version < latest) {
+      std::printf("ok   database %s (schema version %d; %d migration(s) pending, applied at start)\n",
+                  database.redacted_url().c_str(), version, latest - version);
+    } else {
+      std::printf("ok   database %s (schema version %d)\n", database.redacted_url().c_str(), version);
+    }
+    co_return failures ? 1 : 0;
+  });
+}
+
+int run_user_list(const Config& c) {
+  return with_database(c, [](db::Database& database) -> asio::awaitable<int> {
+    co_await db::migrate(database);
+    auto users = co_await database.run([](pqxx::work& w) { return db::list_users(w); });
+    std::printf("%-40s %-8s %-20s %s\n", "HANDLE", "PLAN", "CREATED", "ID");
+    for (const auto& u : users)
+      std::printf("%-40s %-8s %-20s %s\n", u.handle.c_str(), u.plan.c_str(), u.created_at.c_str(), u.id.c_str());
+    co_return 0;
+  });
+}
+
+int run_user_set_plan(const Config& c, const std::string& handle, const std::string& plan) {
+  return with_database(c, [handle, plan](db::Database& database) -> asio::awaitable<int> {
+    co_await db::migrate(database);
+    bool found = co_await database.run([&](pqxx::work& w) { return db::set_user_plan(w, handle, plan); });
+    if (!found) {
+      std::fprintf(stderr, "feuilled: no user with handle %s\n", handle.c_str());
+      co_return 1;
+    }
+    std::printf("%s is now on plan %s (applies at the next workspace start)\n", handle.c_str(), plan.c_str());
+    co_return 0;
+  });
+}
+
+}  // namespace feuille::app

@@ -1,0 +1,56 @@
+// feuille_test_env: starts and stops the services the integration tests share
+// (a private PostgreSQL cluster, a podman system service on a private socket),
+// as CTest fixtures.
+//   feuille_test_env postgres-start DIR   writes DIR/database-url
+//   feuille_test_env postgres-stop DIR
+//   feuille_test_env podman-start DIR CONTAINERS_CONF   writes DIR/podman-url
+//   feuille_test_env podman-stop DIR
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "dev/embedded_postgres.hpp"
+#include "dev/podman_service.hpp"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: feuille_test_env postgres-start|postgres-stop|podman-start|podman-stop DIR [CONF]\n");
+    return 2;
+  }
+  std::string cmd = argv[1], dir = argv[2];
+  try {
+    std::filesystem::create_directories(dir);
+    if (cmd == "postgres-start") {
+      feuille::dev::EmbeddedPostgres::stop_running(dir + "/postgres");
+      feuille::dev::EmbeddedPostgres pg(dir + "/postgres", /*tie_to_parent=*/false);
+      pg.start();
+      std::ofstream(dir + "/database-url") << pg.url("postgres") << "\n";
+      std::printf("PostgreSQL ready: %s\n", pg.url("postgres").c_str());
+      // Leave it running for the tests: the cleanup fixture stops it.
+      std::fflush(stdout);
+      std::_Exit(0);
+    } else if (cmd == "postgres-stop") {
+      feuille::dev::EmbeddedPostgres::stop_running(dir + "/postgres");
+    } else if (cmd == "podman-start") {
+      if (argc < 4) throw std::runtime_error("podman-start needs CONTAINERS_CONF");
+      setenv("CONTAINERS_CONF", argv[3], 1);
+      feuille::dev::PodmanService podman(dir + "/podman", "runc", /*tie_to_parent=*/false);
+      podman.start();
+      std::ofstream(dir + "/podman-url") << podman.url() << "\n";
+      std::printf("podman ready: %s\n", podman.url().c_str());
+      std::fflush(stdout);
+      std::_Exit(0);
+    } else if (cmd == "podman-stop") {
+      feuille::dev::PodmanService::stop_running(dir + "/podman");
+    } else {
+      std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "feuille_test_env: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
