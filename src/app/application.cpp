@@ -50,10 +50,10 @@ class Application {
     options.header_timeout = config_.header_timeout;
     options.keepalive_timeout = config_.keepalive_timeout;
     options.trusted_proxies = config_.trusted_proxies;
-    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, health_, metrics_, db_};
-    (void)ctx;  // modules join here as they land
     http::add_core_routes(router_, health_, metrics_, config_.metrics_allow);
     health_.add("database", [this]() { return db_.check(); });
+    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, health_, metrics_, db_};
+    wire_modules(ctx);
 
     server_ = std::make_unique<http::Server>(ioc_, options, router_, metrics_);
     std::vector<Endpoint> bound;
@@ -101,6 +101,12 @@ class Application {
     log_->info("feuilled {} ready; public URL {}", FEUILLE_VERSION, config_.public_url);
     sd_send("READY=1");
     if (auto period = watchdog_period()) spawn(ioc_, watchdog_loop(*period), log_, "watchdog");
+  }
+
+  // Every module, in start order (stopped in reverse). Each registers its
+  // routes, readiness checks and metrics in its constructor.
+  void wire_modules(ModuleContext& ctx) {
+    (void)ctx;
   }
 
   // The database may still be coming up (systemd starts both at boot): try

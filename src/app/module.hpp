@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "auth/authenticator.hpp"
 #include "db/database.hpp"
 #include "feuille/config.hpp"
 #include "http/health.hpp"
@@ -25,6 +26,9 @@ struct ModuleContext {
   http::Health& health;
   http::Metrics& metrics;
   db::Database& db;
+  // Set once the auth module is wired (it is wired first); modules that
+  // serve signed-in users take it in their constructor.
+  auth::Authenticator* authenticator = nullptr;
 };
 
 class Module {

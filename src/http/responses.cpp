@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "http/static_assets.hpp"
+#include "http/page.hpp"
 
 namespace feuille::http {
 
@@ -61,13 +61,9 @@ std::string html_escape(std::string_view s) {
 }
 
 std::string error_page(unsigned status, std::string_view title, std::string_view message) {
-  std::string code = std::to_string(status);
-  return "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-         "<title>" + html_escape(title) + " · Feuille</title>"
-         "<link rel=\"stylesheet\" href=\"" + StaticAssets::instance().url("feuille.css") + "\"></head>"
-         "<body class=\"error-page\"><main><p class=\"status\">" + code + "</p><h1>" + html_escape(title) +
-         "</h1><p>" + html_escape(message) + "</p><p><a href=\"/\">Feuille home</a></p></main></body></html>\n";
+  std::string body = "<main><p class=\"status\">" + std::to_string(status) + "</p><h1>" + html_escape(title) +
+                     "</h1><p>" + html_escape(message) + "</p><p><a href=\"/\">Feuille home</a></p></main>";
+  return page(title, body, {"error-page", ""});
 }
 
 bool is_browser_page(const bh::request_header<>& h) {
