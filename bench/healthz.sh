@@ -27,3 +27,18 @@ printf '%-10s %12s %10s %14s\n' feuilled "$f_rps" "$f_p99" "$f_cpu"
 awk -v a="$f_rps" -v b="$n_rps" -v c="$f_p99" -v d="$n_p99" \
   'BEGIN {printf "ratio      requests/s %.2fx nginx (target >= 1.0), p99 %.2fx nginx (target <= 1.2)\n", a/b, c/d}'
 echo "feuilled idle RSS: $((idle_rss / 1024)) MiB ($idle_rss KiB; target < 30 MiB)"
+
+# Wall-clock ratios move with whatever else runs on the machine; instruction
+# counts (callgrind, user space only: the kernel's share is not counted) do not.
+if command -v valgrind >/dev/null && [ "${BENCH_SKIP_INSTRUCTIONS:-0}" != 1 ]; then
+  kill "$FEUILLED_PID"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  f_ins=$(bench_instructions "http://127.0.0.1:$port/healthz" "$FEUILLED" --database-url "$BENCH_DB_URL" --listen "127.0.0.1:$port")
+  cat >"$BENCH_TMP/nginx-cg.conf" <<CONF
+worker_processes 1; master_process off; daemon off; pid $BENCH_TMP/nginx-cg.pid; error_log $BENCH_TMP/nginx-cg.err;
+events { worker_connections 1024; }
+http { access_log $BENCH_TMP/nginx-cg.access; server { listen 127.0.0.1:$port; location / { return 200 "ok"; } } }
+CONF
+  n_ins=$(BENCH_QUIT_SIGNAL=QUIT bench_instructions "http://127.0.0.1:$port/healthz" nginx -c "$BENCH_TMP/nginx-cg.conf")
+  awk -v f="$f_ins" -v n="$n_ins" 'BEGIN {printf "instructions/request (callgrind): nginx %d, feuilled %d (%.2fx)\n", n, f, f/n}'
+fi

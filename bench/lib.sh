@@ -24,7 +24,7 @@ bench_postgres() {
 
 # Starts feuilled with extra arguments; sets FEUILLED_PID and FEUILLED_PORT.
 bench_feuilled() {
-  "$FEUILLED" --database-url "$BENCH_DB_URL" --listen 127.0.0.1:0 --log-level warn "$@" \
+  "$FEUILLED" --database-url "$BENCH_DB_URL" --listen 127.0.0.1:0 "$@" \
     >"$BENCH_TMP/feuilled.out" 2>"$BENCH_TMP/feuilled.err" &
   FEUILLED_PID=$!
   BENCH_PIDS+=("$FEUILLED_PID")
@@ -92,3 +92,30 @@ bench_wrk() {
 }
 
 bench_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Instructions per request of a server under callgrind: runs "$@" (the server
+# command, which must listen on URL), measures total instructions with and
+# without a fixed load (wrk -t1 -c4 for 5 s), prints instructions per request.
+# Deterministic for a given binary and input, whatever else the machine does.
+bench_instructions() {
+  local url=$1
+  shift
+  local totals=() reqs=0
+  for load in 0 1; do
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" >/dev/null 2>"$BENCH_TMP/cg.$load" &
+    local pid=$!
+    for _ in $(seq 1 200); do
+      curl -s -o /dev/null "$url" && break
+      sleep 0.1
+    done
+    if [ "$load" = 1 ]; then
+      reqs=$(wrk -t1 -c4 -d5s "$url" | awk '/requests in/ {print $1}')
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    [ -n "${BENCH_QUIT_SIGNAL:-}" ] && kill "-$BENCH_QUIT_SIGNAL" "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+    totals+=("$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$BENCH_TMP/cg.$load")")
+  done
+  # The warm-up probes (curl) are counted in both runs and cancel out.
+  awk -v a="${totals[0]}" -v b="${totals[1]}" -v r="$reqs" 'BEGIN {printf "%.0f", (b - a) / r}'
+}

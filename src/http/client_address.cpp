@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include "util/units.hpp"
@@ -42,11 +43,20 @@ IpBytes resolve_client(const IpBytes& peer, std::string_view forwarded_for, cons
 }
 
 std::string ip_text(const IpBytes& ip) {
-  char buf[INET6_ADDRSTRLEN] = {};
   bool mapped = std::all_of(ip.begin(), ip.begin() + 10, [](auto b) { return b == 0; }) && ip[10] == 0xff &&
                 ip[11] == 0xff;
-  if (mapped) inet_ntop(AF_INET, ip.data() + 12, buf, sizeof buf);
-  else inet_ntop(AF_INET6, ip.data(), buf, sizeof buf);
+  if (mapped) {
+    // Dotted quad by hand: inet_ntop goes through sprintf.
+    char buf[16];
+    char* p = buf;
+    for (int i = 12; i < 16; ++i) {
+      if (i > 12) *p++ = '.';
+      p = std::to_chars(p, buf + sizeof buf, ip[i]).ptr;
+    }
+    return std::string(buf, p);
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET6, ip.data(), buf, sizeof buf);
   return buf;
 }
 

@@ -106,6 +106,8 @@ Route& Router::insert(std::vector<bh::verb> methods, std::string pattern, std::s
   r->route_class = std::move(route_class);
   r->methods = std::move(methods);
   r->redact_path = redact_path;
+  if (r->segments.front().kind == Route::Segment::literal) by_first_[r->segments.front().text].push_back(r.get());
+  else others_.push_back(r.get());
   routes_.push_back(std::move(r));
   return *routes_.back();
 }
@@ -126,18 +128,22 @@ RouteMatch Router::match(bh::verb method, std::string_view path) const {
   Score best_score, score;
   Params params;
   bool any_path_match = false;
-  for (const auto& r : routes_) {
-    if (!match_path(*r, path, params, score)) continue;
+  auto consider = [&](const Route* r) {
+    if (!match_path(*r, path, params, score)) return;
     if (!method_ok(*r, method)) {
       any_path_match = true;
-      continue;
+      return;
     }
     if (!best.route || score > best_score) {
-      best.route = r.get();
+      best.route = r;
       best.params = params;
       best_score = score;
     }
-  }
+  };
+  std::string_view first = path.empty() ? path : path.substr(1, path.find('/', 1) - 1);
+  if (auto it = by_first_.find(first); it != by_first_.end())
+    for (const Route* r : it->second) consider(r);
+  for (const Route* r : others_) consider(r);
   if (!best.route && any_path_match) {
     // Rare path: collect the methods the matching routes allow.
     std::vector<bh::verb> allowed;

@@ -6,8 +6,11 @@
 // slashes included, possibly empty). The most specific match wins (literal >
 // prefixed > parameter > rest, compared segment by segment), whatever the
 // registration order. GET routes answer HEAD too.
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "http/types.hpp"
@@ -48,7 +51,15 @@ class Router {
  private:
   Route& insert(std::vector<bh::verb> methods, std::string pattern, std::string route_class,
                 bool redact_path);
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::vector<std::unique_ptr<Route>> routes_;
+  // Candidates by the path's first segment, for routes that start with a
+  // literal; the others are tried for every path.
+  std::unordered_map<std::string, std::vector<const Route*>, StringHash, std::equal_to<>> by_first_;
+  std::vector<const Route*> others_;
 };
 
 }  // namespace feuille::http

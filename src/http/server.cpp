@@ -90,6 +90,12 @@ const std::string_view kSecurityHeaders =
     "X-Content-Type-Options: nosniff\r\n"
     "Referrer-Policy: same-origin\r\n";
 
+// Appends a string literal without a strlen.
+template <std::size_t N>
+void lit(std::string& out, const char (&text)[N]) {
+  out.append(text, N - 1);
+}
+
 void append_number(std::string& out, std::uint64_t n) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
@@ -103,31 +109,32 @@ void serialize_head(const Response& res, std::string& out, bool keep_alive, std:
                     bool own_page) {
   out.clear();
   unsigned status = res.result_int();
-  out += "HTTP/1.1 ";
+  lit(out, "HTTP/1.1 ");
   append_number(out, status);
   out += ' ';
   out += bh::obsolete_reason(res.result());
-  out += "\r\n";
+  lit(out, "\r\n");
   for (const auto& f : res) {
     out += f.name_string();
-    out += ": ";
+    lit(out, ": ");
     out += f.value();
-    out += "\r\n";
+    lit(out, "\r\n");
   }
   bool bodiless = status < 200 || status == 204 || status == 304;
   if (!bodiless && res.find(bh::field::content_length) == res.end() &&
       res.find(bh::field::transfer_encoding) == res.end()) {
-    out += "Content-Length: ";
+    lit(out, "Content-Length: ");
     append_number(out, res.body().size());
-    out += "\r\n";
+    lit(out, "\r\n");
   }
   if (!request_id.empty()) {
-    out += "X-Request-Id: ";
+    lit(out, "X-Request-Id: ");
     out += request_id;
-    out += "\r\n";
+    lit(out, "\r\n");
   }
   if (own_page && res.find("Content-Security-Policy") == res.end()) out += kSecurityHeaders;
-  out += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+  if (keep_alive) lit(out, "Connection: keep-alive\r\n\r\n");
+  else lit(out, "Connection: close\r\n\r\n");
 }
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
@@ -147,6 +154,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   bool stopping = false;
   std::uint64_t id_prefix = 0;
   std::uint64_t id_counter = 0;
+  std::string access_line;  // reused by access_log (the loop is single-threaded)
 
   // 16 hex digits: a per-process random prefix mixed with a counter.
   void next_request_id(RequestContext& ctx) {
@@ -156,20 +164,75 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     ctx.request_id = std::string_view(ctx.request_id_buf, 16);
   }
 
+  // Reads until `parser` has a complete header. Bytes already buffered are
+  // parsed without touching the socket (pipelined and keep-alive requests
+  // usually arrive whole in one read). Deadlines: before the first byte of a
+  // request, the keep-alive timeout (the header timeout for a connection's
+  // first request); from the first byte, the header timeout. c.idle tells
+  // whether any byte of this request arrived.
+  asio::awaitable<beast::error_code> read_header(Connection& c, beast::flat_buffer& buffer, HeaderParser& parser,
+                                                 bool first_request) {
+    bool header_deadline = false;
+    if (first_request) {
+      c.arm(options.header_timeout);
+      header_deadline = true;
+    }
+    for (;;) {
+      if (buffer.size() > 0) {
+        beast::error_code ec;
+        std::size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec != bh::error::need_more) {
+          c.idle = false;
+          if (ec || parser.is_header_done()) co_return ec;
+          continue;
+        }
+      }
+      c.idle = buffer.size() == 0 && !parser.got_some();
+      if (!c.idle && !header_deadline) {
+        c.arm(options.header_timeout);
+        header_deadline = true;
+      } else if (c.idle && !header_deadline) {
+        c.arm(options.keepalive_timeout);
+      }
+      auto [ec, n] = co_await c.stream.socket().async_read_some(buffer.prepare(4096), tuple_awaitable);
+      if (ec) co_return ec;
+      buffer.commit(n);
+    }
+  }
+
+  // Writes all of `bufs`: first straight away without blocking (a small
+  // response usually fits in the socket buffer, which saves a trip through the
+  // scheduler), then asynchronously for what is left.
+  asio::awaitable<beast::error_code> write_all(Connection& c, std::array<asio::const_buffer, 2> bufs) {
+    beast::error_code ec;
+    std::size_t n = c.stream.socket().write_some(bufs, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
+    std::size_t first = std::min(n, bufs[0].size());
+    bufs[0] += first;
+    bufs[1] += n - first;
+    if (bufs[0].size() + bufs[1].size() == 0) co_return beast::error_code{};
+    c.arm(options.write_timeout);
+    std::tie(ec, n) = co_await asio::async_write(c.stream.socket(), bufs, tuple_awaitable);
+    co_return ec;
+  }
+
   // Writes a buffered response with one gathered write; returns the error.
   asio::awaitable<beast::error_code> write_buffered(Connection& c, const Response& res, bool keep_alive,
                                                     std::string_view request_id, bool head) {
     serialize_head(res, c.head, keep_alive, request_id, true);
-    c.arm(options.write_timeout);
     std::array<asio::const_buffer, 2> bufs{asio::buffer(c.head),
                                            head ? asio::const_buffer{} : asio::buffer(res.body())};
-    auto [ec, n] = co_await asio::async_write(c.stream.socket(), bufs, tuple_awaitable);
-    co_return ec;
+    co_return co_await write_all(c, bufs);
   }
 
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
     for (;;) {
-      tcp::socket socket(asio::make_strand(ioc));
+      // Each connection's coroutine runs on the loop's one thread: Asio's
+      // implicit strand. An explicit strand object per connection cost 16% of
+      // a request's instructions (docs/architecture.md) and serializes nothing
+      // more while the loop has one thread.
+      tcp::socket socket(ioc.get_executor());
       auto [ec] = co_await acceptor.async_accept(socket, tuple_awaitable);
       if (stopping || ec == asio::error::operation_aborted) co_return;
       if (ec) {
@@ -209,11 +272,33 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 
   void access_log(const RequestContext& ctx, std::string_view method, std::string_view path, unsigned status,
                   std::uint64_t bytes, Clock::time_point start, const std::string& route_class) {
-    double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    metrics.observe_request(route_class, status, secs);
+    auto elapsed = Clock::now() - start;
+    metrics.observe_request(route_class, status, std::chrono::duration<double>(elapsed).count());
+    if (!log->should_log(spdlog::level::info)) return;
     if (path.size() > 200) path = path.substr(0, 200);
-    log->info("{} {} {} {}B {:.2f}ms rid={} client={} user={}", method, path, status, bytes, secs * 1000,
-              ctx.request_id, ctx.client, ctx.user.empty() ? "-" : ctx.user);
+    // Built by hand: fmt's general formatting was a fifth of a request's CPU.
+    std::string& line = access_line;
+    line.clear();
+    line += method;
+    line += ' ';
+    line += path;
+    line += ' ';
+    append_number(line, status);
+    line += ' ';
+    append_number(line, bytes);
+    lit(line, "B ");
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+    append_number(line, static_cast<std::uint64_t>(us / 1000));
+    line += '.';
+    line += static_cast<char>('0' + (us / 100) % 10);
+    line += static_cast<char>('0' + (us / 10) % 10);
+    lit(line, "ms rid=");
+    line += ctx.request_id;
+    lit(line, " client=");
+    line += ctx.client;
+    lit(line, " user=");
+    line += ctx.user.empty() ? std::string_view("-") : std::string_view(ctx.user);
+    log_preformatted(*log, spdlog::level::info, line);
   }
 
   asio::awaitable<void> session(std::shared_ptr<Connection> conn) {
@@ -248,29 +333,20 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       std::copy(b.begin(), b.end(), peer_ip.begin());
     }
     const bool peer_trusted = is_trusted(peer_ip, options.trusted_proxies);
+    conn->stream.socket().non_blocking(true, peer_ec);  // write_all's first attempt must not block
     std::string peer_text = ip_text(peer_ip);
 
     beast::flat_buffer buffer;
     bool first = true;
     for (;;) {
-      // Phase 1: wait for the next request (keep-alive idle time).
-      conn->idle = true;
+      // The next request's header: what is buffered is parsed first, the
+      // socket is read only for more.
       if (stopping) co_return;
-      if (!first && buffer.size() == 0) {
-        conn->arm(options.keepalive_timeout);
-        auto [ec, n] = co_await conn->stream.socket().async_read_some(buffer.prepare(4096), tuple_awaitable);
-        if (ec) co_return;  // closed, idle timeout or shutdown: nothing to answer
-        buffer.commit(n);
-      }
-      first = false;
-
-      // Phase 2: the request header, within header_timeout.
-      conn->idle = buffer.size() == 0;
       HeaderParser parser;
       parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
       parser.body_limit(boost::none);  // streaming routes take any size; buffered ones check below
-      conn->arm(options.header_timeout);
-      auto [ec, n] = co_await bh::async_read_header(conn->stream.socket(), buffer, parser, tuple_awaitable);
+      auto ec = co_await read_header(*conn, buffer, parser, first);
+      first = false;
       conn->idle = false;
       auto start = Clock::now();
       if (ec) {
@@ -279,7 +355,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         if (ec == bh::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
           co_return;
         if (conn->timed_out || ec == asio::error::operation_aborted) {
-          if (stopping || (buffer.size() == 0 && !parser.got_some())) co_return;
+          if (stopping || conn->idle) co_return;  // nothing of a request arrived: close quietly
           Response res = json_error(408, "request header not received in time");
           co_await write_final(*conn, std::move(res));
           access_log(ctx, "-", "-", 408, 0, start, invalid_class);
@@ -299,18 +375,19 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       RequestContext ctx;
       next_request_id(ctx);
       ctx.peer_is_trusted_proxy = peer_trusted;
+      ctx.client_ip = peer_ip;
+      ctx.client = peer_text;
       if (peer_trusted) {
-        std::string xff;
         auto [first_xff, last_xff] = header.equal_range("X-Forwarded-For");
-        for (auto it = first_xff; it != last_xff; ++it) {
-          if (!xff.empty()) xff += ',';
-          xff += it->value();
+        if (first_xff != last_xff) {
+          std::string xff;
+          for (auto it = first_xff; it != last_xff; ++it) {
+            if (!xff.empty()) xff += ',';
+            xff += it->value();
+          }
+          ctx.client_ip = resolve_client(peer_ip, xff, options.trusted_proxies);
+          ctx.client = ip_text(ctx.client_ip);
         }
-        ctx.client_ip = resolve_client(peer_ip, xff, options.trusted_proxies);
-        ctx.client = ip_text(ctx.client_ip);
-      } else {
-        ctx.client_ip = peer_ip;
-        ctx.client = peer_text;
       }
       ctx.target = header.target();
       std::string_view target = ctx.target;
@@ -381,8 +458,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         if (!body_parser.is_done()) {
           if (beast::iequals(body_parser.get()[bh::field::expect], "100-continue")) {
             static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-            conn->arm(options.write_timeout);
-            auto [wec, wn] = co_await asio::async_write(conn->stream.socket(), asio::buffer(cont), tuple_awaitable);
+            auto wec = co_await write_all(*conn, {asio::buffer(cont), asio::const_buffer{}});
             if (wec) co_return;
           }
           conn->arm(options.body_timeout);

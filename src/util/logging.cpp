@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <ctime>
 #include <mutex>
 
 #include <spdlog/details/log_msg.h>
@@ -13,8 +15,57 @@
 namespace feuille {
 namespace {
 
+// A JSON string literal of s appended to out (std::string or fmt's buffer).
+template <class Out>
+void append_json_string(Out& out, std::string_view s);
+
 // Buffers formatted lines and writes them to stderr in large writes.
 class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // A pre-formatted message, prefixed here with a cached timestamp (the hot
+  // path of the access log: spdlog's general pattern formatting cost more than
+  // the rest of a small request).
+  void append_line(bool json, std::string_view logger_name, std::string_view level, std::string_view msg) {
+    auto now = std::chrono::system_clock::now();
+    auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - secs).count();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (secs != cached_second_) {
+      std::time_t t = std::chrono::system_clock::to_time_t(secs);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      char buf[32];
+      std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+      cached_text_ = buf;
+      cached_second_ = secs;
+    }
+    char millis[6] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                      static_cast<char>('0' + ms % 10), 'Z', '\0'};
+    if (json) {
+      buffer_ += "{\"ts\":\"";
+      buffer_ += cached_text_;
+      buffer_.append(millis, 5);
+      buffer_ += "\",\"level\":\"";
+      buffer_ += level;
+      buffer_ += "\",\"logger\":\"";
+      buffer_ += logger_name;
+      buffer_ += "\",\"msg\":";
+      append_json_string(buffer_, msg);
+      buffer_ += "}\n";
+    } else {
+      buffer_ += cached_text_;
+      buffer_.append(millis, 5);
+      buffer_ += ' ';
+      buffer_ += level;
+      buffer_ += ' ';
+      buffer_ += logger_name;
+      buffer_ += ": ";
+      buffer_ += msg;
+      buffer_ += '\n';
+    }
+    if (buffer_.size() >= 16 * 1024) flush_();
+  }
+
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t formatted;
@@ -34,22 +85,26 @@ class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
 
  private:
   std::string buffer_;
+  std::chrono::system_clock::time_point cached_second_{};
+  std::string cached_text_;
 };
 
-void append_json_string(spdlog::memory_buf_t& out, std::string_view s) {
+template <class Out>
+void append_json_string(Out& out, std::string_view s) {
   static const char* hex = "0123456789abcdef";
+  auto put = [&](std::string_view text) { out.append(text.data(), text.data() + text.size()); };
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out.append(std::string_view("\\\"")); break;
-      case '\\': out.append(std::string_view("\\\\")); break;
-      case '\n': out.append(std::string_view("\\n")); break;
-      case '\r': out.append(std::string_view("\\r")); break;
-      case '\t': out.append(std::string_view("\\t")); break;
+      case '"': put("\\\""); break;
+      case '\\': put("\\\\"); break;
+      case '\n': put("\\n"); break;
+      case '\r': put("\\r"); break;
+      case '\t': put("\\t"); break;
       default:
         if (c < 0x20) {
           const char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-          out.append(esc, esc + 6);
+          put(std::string_view(esc, 6));
         } else {
           out.push_back(static_cast<char>(c));
         }
@@ -57,6 +112,7 @@ void append_json_string(spdlog::memory_buf_t& out, std::string_view s) {
   }
   out.push_back('"');
 }
+
 
 // {"ts":"...Z","level":"info","logger":"http","msg":"..."} per line.
 class JsonFormatter final : public spdlog::formatter {
@@ -82,6 +138,7 @@ struct State {
   std::mutex mutex;
   std::shared_ptr<BufferedStderrSink> sink = std::make_shared<BufferedStderrSink>();
   spdlog::level::level_enum level = spdlog::level::info;
+  bool json = false;
 };
 
 State& state() {
@@ -93,6 +150,7 @@ State& state() {
 
 void setup_logging(const std::string& format, const std::string& level) {
   auto& s = state();
+  s.json = format == "json";
   if (format == "json") s.sink->set_formatter(std::make_unique<JsonFormatter>());
   else
     s.sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
@@ -108,6 +166,12 @@ void set_log_level(const std::string& level) {
 }
 
 void flush_logs() { state().sink->flush(); }
+
+void log_preformatted(spdlog::logger& l, spdlog::level::level_enum level, std::string_view msg) {
+  if (!l.should_log(level)) return;
+  auto lv = spdlog::level::to_string_view(level);
+  state().sink->append_line(state().json, l.name(), std::string_view(lv.data(), lv.size()), msg);
+}
 
 std::shared_ptr<spdlog::logger> logger(std::string_view module) {
   auto& s = state();

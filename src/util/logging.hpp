@@ -17,6 +17,10 @@ void setup_logging(const std::string& format, const std::string& level);
 void set_log_level(const std::string& level);
 void flush_logs();
 
+// Writes a message that needs no formatting through the shared sink with a
+// cached timestamp (same line format as the logger's). For hot paths.
+void log_preformatted(spdlog::logger& l, spdlog::level::level_enum level, std::string_view msg);
+
 // The module's logger (created on first use with the shared sink).
 std::shared_ptr<spdlog::logger> logger(std::string_view module);
 

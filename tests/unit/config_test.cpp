@@ -366,3 +366,9 @@ TEST(Config, DocsAndExampleListEveryKey) {
     for (const auto& k : config_keys()) EXPECT_THAT(text.str(), HasSubstr(k.name)) << k.name << " in " << doc;
   }
 }
+
+TEST(Config, TheExampleFileIsValid) {
+  auto inv = parse({"--config", std::string(FEUILLE_SOURCE_DIR) + "/deploy/feuilled.conf.example"});
+  EXPECT_EQ(inv.config.database_url, "postgresql://feuille@localhost/feuille");
+  EXPECT_EQ(inv.config.listen[0].text(), "127.0.0.1:8080");
+}
