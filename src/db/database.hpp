@@ -68,7 +68,10 @@ class Database {
   template <class F>
   boost::asio::awaitable<std::invoke_result_t<F, pqxx::work&>> run(F fn) {
     using R = std::invoke_result_t<F, pqxx::work&>;
-    co_return co_await with_connection([fn = std::move(fn)](pqxx::connection& c) mutable -> R {
+    // The job refers to fn (alive in this frame until the job is done): a
+    // closure owning a non-trivially destructible fn, made inside the
+    // co_await expression, is destroyed twice by GCC 12.
+    co_return co_await with_connection([&fn](pqxx::connection& c) -> R {
       pqxx::work w(c);
       if constexpr (std::is_void_v<R>) {
         fn(w);
