@@ -98,6 +98,7 @@ struct Config {
   std::vector<std::string> admins;
   bool dev_login = false;
   Duration session_ttl{30LL * 24 * 3600 * 1000};
+  Duration oauth_timeout{10'000};
 
   // monitor and policies
   Duration monitor_interval{5'000};

@@ -15,6 +15,7 @@
 #include "app/commands.hpp"
 #include "app/module.hpp"
 #include "app/systemd.hpp"
+#include "auth/auth_module.hpp"
 #include "db/database.hpp"
 #include "db/migrator.hpp"
 #include "dev/embedded_postgres.hpp"
@@ -106,7 +107,7 @@ class Application {
   // Every module, in start order (stopped in reverse). Each registers its
   // routes, readiness checks and metrics in its constructor.
   void wire_modules(ModuleContext& ctx) {
-    (void)ctx;
+    modules_.push_back(std::make_unique<auth::AuthModule>(ctx));  // first: sets ctx.authenticator, ctx.dashboard
   }
 
   // The database may still be coming up (systemd starts both at boot): try

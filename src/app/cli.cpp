@@ -418,6 +418,8 @@ std::vector<Key> build_table() {
       flag(&Config::dev_login));
   add("session-ttl", Kind::value, "30d", "session lifetime", false,
       [](B b) { return b.duration(&Config::session_ttl, false); });
+  add("oauth-timeout", Kind::value, "10s", "deadline of each call to an OAuth provider (token, user info)", false,
+      [](B b) { return b.duration(&Config::oauth_timeout, false); });
 
   // monitor and policies
   add("monitor-interval", Kind::value, "5s", "stats poll period", true,

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "auth/authenticator.hpp"
+#include "auth/dashboard.hpp"
 #include "db/database.hpp"
 #include "feuille/config.hpp"
 #include "http/health.hpp"
@@ -29,6 +30,9 @@ struct ModuleContext {
   // Set once the auth module is wired (it is wired first); modules that
   // serve signed-in users take it in their constructor.
   auth::Authenticator* authenticator = nullptr;
+  // Set by the auth module too: modules add their /dashboard sections here
+  // (see auth/dashboard.hpp).
+  auth::DashboardSections* dashboard = nullptr;
 };
 
 class Module {

@@ -1,5 +1,8 @@
 #include "auth/authenticator.hpp"
 
+#include "auth/request_checks.hpp"
+#include "feuille/errors.hpp"
+
 namespace feuille::auth {
 
 const char* to_string(Role r) {
@@ -9,6 +12,30 @@ const char* to_string(Role r) {
     case Role::owner: return "owner";
   }
   return "viewer";
+}
+
+bool role_allows(Role r, http::bh::verb method) {
+  if (r != Role::viewer) return true;
+  return method == http::bh::verb::get || method == http::bh::verb::head;
+}
+
+bool Authenticator::allows_state_change(const http::bh::request_header<>& h) const {
+  bool has_origin = h.find(http::bh::field::origin) != h.end();
+  bool has_cookie = !find_cookie(h, kSessionCookie).empty();
+  if (has_origin || has_cookie) return same_origin(h);
+  return true;
+}
+
+boost::asio::awaitable<std::shared_ptr<const Identity>> require_identity(Authenticator& auth,
+                                                                        const http::bh::request_header<>& h) {
+  auto me = co_await auth.identify_shared(h);
+  if (!me) throw RequestError(401, "Sign in first.");
+  co_return me;
+}
+
+void require_state_change(const Authenticator& auth, const http::bh::request_header<>& h) {
+  if (!auth.allows_state_change(h))
+    throw RequestError(403, "Cross-site request refused.", "CSRF check failed (Origin/Sec-Fetch-Site)");
 }
 
 }  // namespace feuille::auth

@@ -71,6 +71,7 @@ TEST(Config, DefaultsMatchTheSpec) {
   EXPECT_EQ(c.signup, Signup::open);
   EXPECT_FALSE(c.dev_login);
   EXPECT_EQ(c.session_ttl.count(), 30LL * 86'400'000);
+  EXPECT_EQ(c.oauth_timeout.count(), 10'000);
   EXPECT_EQ(c.monitor_interval.count(), 5000);
   EXPECT_EQ(c.idle_timeout.count(), 900'000);
   EXPECT_EQ(c.idle_cpu_percent, 1);
@@ -138,6 +139,7 @@ signup = "closed"
 admins = "alice, bob"
 dev-login = false
 session-ttl = "7d"
+oauth-timeout = "3s"
 monitor-interval = "10s"
 idle-timeout = "0"
 idle-cpu-percent = "2.5"
@@ -183,6 +185,7 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.admins, (std::vector<std::string>{"alice", "bob"}));
   EXPECT_FALSE(c.dev_login);
   EXPECT_EQ(c.session_ttl.count(), 7LL * 86'400'000);
+  EXPECT_EQ(c.oauth_timeout.count(), 3000);
   EXPECT_EQ(c.monitor_interval.count(), 10'000);
   EXPECT_EQ(c.idle_timeout.count(), 0);
   EXPECT_EQ(c.idle_cpu_percent, 2.5);
@@ -299,7 +302,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"github-api-url", "api.github.com", "http"}, BadValue{"google-authorize-url", "x", "http"},
         BadValue{"google-token-url", "x", "http"}, BadValue{"google-userinfo-url", "x", "http"},
         BadValue{"signup", "invite-only", "not open or closed"}, BadValue{"admins", "not a handle!", "not a handle"},
-        BadValue{"session-ttl", "forever", "not a duration"}, BadValue{"monitor-interval", "0", "greater than 0"},
+        BadValue{"session-ttl", "forever", "not a duration"}, BadValue{"oauth-timeout", "0", "greater than 0"}, BadValue{"monitor-interval", "0", "greater than 0"},
         BadValue{"idle-timeout", "15", "not a duration"}, BadValue{"idle-cpu-percent", "200", "percentage"},
         BadValue{"preprovision-percent", "x", "percentage"}, BadValue{"migrate-percent", "-5", "percentage"},
         BadValue{"plan", "name=free,memory=1K", "at least 6M"}, BadValue{"plan", "name=gold,memory=1G", "needs memory= and cpus="},

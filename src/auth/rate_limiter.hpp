@@ -1,0 +1,38 @@
+#pragma once
+// Per-address token buckets for the sign-in routes. Used on the loop only.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <unordered_map>
+
+namespace feuille::auth {
+
+class RateLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using Address = std::array<std::uint8_t, 16>;
+
+  // `burst` requests at once, then `per_minute` a minute.
+  RateLimiter(double burst, double per_minute, std::size_t max_addresses = 100'000);
+
+  // 0 when the request may go ahead (a token is taken), else the seconds to
+  // wait before the next one would be allowed (for Retry-After).
+  unsigned take(const Address& client, Clock::time_point now);
+  std::size_t size() const { return buckets_.size(); }
+
+ private:
+  struct Bucket {
+    double tokens;
+    Clock::time_point updated;
+  };
+  struct Hasher {
+    std::size_t operator()(const Address& a) const noexcept;
+  };
+  void prune(Clock::time_point now);
+
+  double burst_, per_second_;
+  std::size_t max_addresses_;
+  std::unordered_map<Address, Bucket, Hasher> buckets_;
+};
+
+}  // namespace feuille::auth
