@@ -397,6 +397,7 @@ struct AuthModule::Impl {
       } catch (const std::exception& e) {
         log->warn("expired session cleanup failed: {}", e.what());
       }
+      if (stopping) co_return;  // stop() came while the query ran: its cancel found no wait
       cleanup_timer.expires_after(kCleanupPeriod);
       if (auto [ec] = co_await cleanup_timer.async_wait(tuple_awaitable); ec) co_return;
     }
