@@ -371,14 +371,14 @@ struct AuthModule::Impl {
     router.add({bh::verb::get}, "/auth/validate", "auth",
                [this](Request& req, RequestContext& ctx) -> asio::awaitable<Response> {
                  auto me = co_await identify(req);
-                 if (!me) co_return http::json_error(401, "not signed in");
+                 if (!me) co_return http::json_error(401, "Sign in first.");
                  ctx.user = me->id;
                  co_return http::json_response(200, json{{"user", identity_json(*me)}});
                });
 
     router.add({bh::verb::get}, "/api/me", "api", [this](Request& req, RequestContext& ctx) -> asio::awaitable<Response> {
       auto me = co_await identify(req);
-      if (!me) co_return http::json_error(401, "not signed in");
+      if (!me) co_return http::json_error(401, "Sign in first.");
       ctx.user = me->id;
       co_return http::json_response(200, identity_json(*me));
     });
