@@ -124,7 +124,7 @@ struct AuthModule::Impl {
     unsigned wait = limiter.take(ctx.client_ip, Steady::now());
     if (wait == 0) return std::nullopt;
     count(provider, "rate_limited");
-    log->warn("rid={} sign-in rate limit hit by {}", ctx.request_id, ctx.client);
+    log->debug("rid={} sign-in rate limit hit by {}", ctx.request_id, ctx.client);  // the access log has the 429
     std::string message = "Too many sign-in attempts from your address. Try again in " + std::to_string(wait) + " s.";
     Response r = wants_json(req) ? http::json_error(429, message) : page_response(429, "Too Many Requests", message);
     r.set(bh::field::retry_after, std::to_string(wait));

@@ -48,9 +48,6 @@ bool set_user_plan(pqxx::work& w, const std::string& handle, const std::string& 
   return r.affected_rows() == 1;
 }
 
-}  // namespace feuille::db
-
-namespace feuille::db {
 namespace {
 
 // The first of handle, handle-2, handle-3, ... that nobody has (any case).
