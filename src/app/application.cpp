@@ -16,6 +16,7 @@
 #include "app/module.hpp"
 #include "app/systemd.hpp"
 #include "auth/auth_module.hpp"
+#include "compute/compute_module.hpp"
 #include "db/database.hpp"
 #include "db/migrator.hpp"
 #include "dev/embedded_postgres.hpp"
@@ -108,6 +109,15 @@ class Application {
   // routes, readiness checks and metrics in its constructor.
   void wire_modules(ModuleContext& ctx) {
     modules_.push_back(std::make_unique<auth::AuthModule>(ctx));  // first: sets ctx.authenticator, ctx.dashboard
+    ctx.workspaces = &add<compute::ComputeModule>(ctx).workspaces();
+  }
+
+  template <class M>
+  M& add(ModuleContext& ctx) {
+    auto module = std::make_unique<M>(ctx);
+    M& ref = *module;
+    modules_.push_back(std::move(module));
+    return ref;
   }
 
   // The database may still be coming up (systemd starts both at boot): try

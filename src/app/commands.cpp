@@ -1,11 +1,13 @@
 #include "app/commands.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <cstdio>
 #include <functional>
 
+#include "compute/podman_client.hpp"
 #include "db/database.hpp"
 #include "db/migrator.hpp"
 #include "db/users.hpp"
@@ -54,8 +56,21 @@ int run_migrate(const Config& c) {
 
 int run_check(const Config& c) {
   std::printf("ok   configuration%s\n", c.config_file.empty() ? "" : (" " + c.config_file).c_str());
-  return with_database(c, [](db::Database& database) -> asio::awaitable<int> {
+  return with_database(c, [&c](db::Database& database) -> asio::awaitable<int> {
     int failures = 0;
+    for (const auto& h : c.compute_hosts) {
+      compute::PodmanClient::Options o;
+      o.host_name = h.name;
+      o.timeout = std::chrono::seconds(5);
+      compute::PodmanClient client(co_await asio::this_coro::executor, h.url, o);
+      try {
+        auto version = co_await client.version();
+        std::printf("ok   host %s %s (Podman %s)\n", h.name.c_str(), h.url.c_str(), version.c_str());
+      } catch (const compute::PodmanError& e) {
+        std::printf("FAIL host %s %s: %s\n", h.name.c_str(), h.url.c_str(), e.message.c_str());
+        ++failures;
+      }
+    }
     auto result = co_await database.check();
     if (!result.ok) {
       std::printf("FAIL database %s: %s\n", database.redacted_url().c_str(), result.detail.c_str());

@@ -17,6 +17,10 @@
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 
+namespace feuille::compute {
+class Workspaces;
+}
+
 namespace feuille::app {
 
 struct ModuleContext {
@@ -33,6 +37,9 @@ struct ModuleContext {
   // Set by the auth module too: modules add their /dashboard sections here
   // (see auth/dashboard.hpp).
   auth::DashboardSections* dashboard = nullptr;
+  // Set once the compute module is wired: users' editors for the proxy and
+  // the dashboard (compute/workspaces.hpp).
+  compute::Workspaces* workspaces = nullptr;
 };
 
 class Module {

@@ -14,6 +14,7 @@
 #include "db/migrator.hpp"
 #include "dev/embedded_postgres.hpp"
 #include "support/daemon.hpp"
+#include "support/podman.hpp"
 #include "support/run_coro.hpp"
 #include "util/spawn.hpp"
 #include "util/logging.hpp"
@@ -243,15 +244,16 @@ TEST_F(PrivateCluster, ReadyzIs503WhileTheDatabaseIsDown) {
 
 TEST(Commands, MigrateCheckAndUsers) {
   TestDatabase tdb;
-  auto [st, out] = run_feuilled({"check", "--database-url", tdb.url()});
+  auto [st, out] = run_feuilled({"check", "--database-url", tdb.url(), "--compute-host", compute_host_arg()});
   EXPECT_EQ(st, 0) << out;
   EXPECT_THAT(out, HasSubstr("migration(s) pending"));
   std::tie(st, out) = run_feuilled({"migrate", "--database-url", tdb.url()});
   EXPECT_EQ(st, 0) << out;
   EXPECT_THAT(out, HasSubstr("applied 0001_initial.sql"));
-  std::tie(st, out) = run_feuilled({"check", "--database-url", tdb.url()});
+  std::tie(st, out) = run_feuilled({"check", "--database-url", tdb.url(), "--compute-host", compute_host_arg()});
   EXPECT_EQ(st, 0);
   EXPECT_THAT(out, HasSubstr("ok   database"));
+  EXPECT_THAT(out, HasSubstr("ok   host local"));
 
   tdb.query("INSERT INTO users (handle) VALUES ('alice'), ('bob')");
   std::tie(st, out) = run_feuilled({"user", "set-plan", "alice", "pro", "--database-url", tdb.url()});

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "support/podman.hpp"
+
 namespace feuille::test {
 
 Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string> env) {
@@ -15,6 +17,8 @@ Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string>
     argv.insert(argv.end(), {"--database-url", db_->url()});
   }
   if (!has("--listen")) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
+  // Workspaces (and /readyz) need a Podman host: the fixture's.
+  if (!has("--compute-host") && !has("--dev")) argv.insert(argv.end(), {"--compute-host", compute_host_arg()});
   argv.insert(argv.end(), args.begin(), args.end());
   process_ = std::make_unique<Process>(argv, env);
   port_ = wait_for_port(*process_, std::chrono::seconds(60));

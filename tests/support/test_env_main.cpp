@@ -3,7 +3,8 @@
 // as CTest fixtures.
 //   feuille_test_env postgres-start DIR   writes DIR/database-url
 //   feuille_test_env postgres-stop DIR
-//   feuille_test_env podman-start DIR CONTAINERS_CONF   writes DIR/podman-url
+//   feuille_test_env podman-start DIR CONTAINERS_CONF [STANDIN_BINARY]
+//       writes DIR/podman-url (and DIR/standin-image: the stand-in image, imported)
 //   feuille_test_env podman-stop DIR
 #include <cstdio>
 #include <cstdlib>
@@ -11,8 +12,33 @@
 #include <fstream>
 #include <string>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "compute/podman_client.hpp"
+#include "compute/standin_image.hpp"
 #include "dev/embedded_postgres.hpp"
 #include "dev/podman_service.hpp"
+
+namespace {
+
+// Imports the stand-in binary as an image through the service just started.
+std::string import_standin(const std::string& url, const std::string& binary) {
+  namespace asio = boost::asio;
+  asio::io_context ioc{1};
+  asio::thread_pool pool{1};
+  feuille::compute::PodmanClient client(ioc.get_executor(), url, {});
+  auto done = asio::co_spawn(
+      ioc, [&]() { return feuille::compute::ensure_standin_image(client, pool, binary, 1000, 1000); },
+      asio::use_future);
+  ioc.run();
+  pool.join();
+  return done.get().reference;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -40,6 +66,11 @@ int main(int argc, char** argv) {
       podman.start();
       std::ofstream(dir + "/podman-url") << podman.url() << "\n";
       std::printf("podman ready: %s\n", podman.url().c_str());
+      if (argc >= 5) {
+        auto image = import_standin(podman.url(), argv[4]);
+        std::ofstream(dir + "/standin-image") << image << "\n";
+        std::printf("stand-in image: %s\n", image.c_str());
+      }
       std::fflush(stdout);
       std::_Exit(0);
     } else if (cmd == "podman-stop") {

@@ -1,0 +1,244 @@
+#include "compute/compute_module.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/logger.h>
+
+#include "compute/standin_image.hpp"
+#include "feuille/errors.hpp"
+#include "http/responses.hpp"
+#include "http/server.hpp"
+#include "util/logging.hpp"
+
+namespace feuille::compute {
+
+namespace asio = boost::asio;
+namespace bh = boost::beast::http;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+ComputeSettings settings_from(const Config& c) {
+  ComputeSettings s;
+  s.data_dir = c.data_dir;
+  s.uid = c.workspace_uid;
+  s.gid = c.workspace_gid;
+  s.oci_runtime = c.oci_runtime;
+  s.editor_image = c.editor_image;
+  s.runtime_image = c.runtime_image;
+  s.editor_command = c.editor_command;
+  s.runtime_command = c.runtime_command;
+  s.editor_health_path = c.editor_health_path;
+  s.runtime_health_path = c.runtime_health_path;
+  s.start_timeout = c.start_timeout;
+  return s;
+}
+
+std::vector<std::unique_ptr<Host>> hosts_from(const Config& c, asio::any_io_executor ex) {
+  std::vector<std::unique_ptr<Host>> out;
+  for (const auto& h : c.compute_hosts) {
+    auto host = std::make_unique<Host>();
+    host->config = h;
+    PodmanClient::Options o;
+    o.host_name = h.name;
+    host->client = std::make_unique<PodmanClient>(ex, h.url, o);
+    out.push_back(std::move(host));
+  }
+  return out;
+}
+
+// One Server-Sent Event as a chunk of a chunked body.
+std::string sse_chunk(const std::string& event_text) {
+  char size[20];
+  std::snprintf(size, sizeof size, "%zx\r\n", event_text.size());
+  return size + event_text + "\r\n";
+}
+
+std::string sse_event(const StepEvent& e) {
+  nlohmann::json data = e.detail.is_object() ? e.detail : nlohmann::json::object();
+  data["step"] = e.step;
+  data["state"] = to_string(e.state);
+  data["at"] = e.at;
+  return "id: " + std::to_string(e.seq) + "\nevent: " + e.step + "\ndata: " + data.dump() + "\n\n";
+}
+
+}  // namespace
+
+ComputeModule::ComputeModule(app::ModuleContext& ctx)
+    : config_(ctx.config),
+      pool_(ctx.pool),
+      auth_(ctx.authenticator),
+      manager_(std::make_unique<WorkspaceManager>(ctx.executor, ctx.pool, ctx.db, ctx.config, settings_from(ctx.config),
+                                                  hosts_from(ctx.config, ctx.executor), ctx.metrics.registry())) {
+  for (const auto& h : manager_->hosts()) {
+    Host* host = h.get();
+    ctx.health.add("host:" + host->config.name, [host]() -> asio::awaitable<http::CheckResult> {
+      http::CheckResult r;
+      try {
+        co_await host->client->ping(2s);
+        r.ok = true;
+      } catch (const PodmanError& e) {
+        r.detail = e.what();
+      }
+      r.extra = {{"url", host->client->url()}};
+      co_return r;
+    });
+  }
+  add_routes(ctx);
+}
+
+ComputeModule::~ComputeModule() = default;
+
+asio::awaitable<void> ComputeModule::start() {
+  if (config_.dev) co_await use_standin_images_if_needed();
+  co_await manager_->open();
+  manager_->run_background();
+}
+
+void ComputeModule::stop() { manager_->shutdown(); }
+
+asio::awaitable<void> ComputeModule::use_standin_images_if_needed() {
+  auto log = logger("compute");
+  auto& host = *manager_->hosts().front();
+  bool editor_missing = false, runtime_missing = false;
+  try {
+    editor_missing = !co_await host.client->image_exists(config_.editor_image);
+    runtime_missing = !co_await host.client->image_exists(config_.runtime_image);
+  } catch (const PodmanError& e) {
+    log->warn("dev: cannot look for the images on {}: {}", host.config.name, e.what());
+    co_return;
+  }
+  if (!editor_missing && !runtime_missing) co_return;
+  auto binary = find_standin_binary();
+  if (!binary) {
+    log->warn("dev: {} is absent and there is no feuille-standin next to feuilled: workspaces cannot start",
+              editor_missing ? config_.editor_image : config_.runtime_image);
+    co_return;
+  }
+  StandinImage image;
+  try {
+    image = co_await ensure_standin_image(*host.client, pool_, *binary, config_.workspace_uid, config_.workspace_gid);
+  } catch (const std::exception& e) {
+    log->warn("dev: cannot import the stand-in image: {}", e.what());
+    co_return;
+  }
+  auto& s = manager_->configure();
+  std::string replaced;
+  if (editor_missing) {
+    s.editor_image = image.reference;
+    s.editor_command = standin_editor_command(s.editor_health_path);
+    replaced = config_.editor_image;
+  }
+  if (runtime_missing) {
+    s.runtime_image = image.reference;
+    s.runtime_command = standin_runtime_command(s.runtime_health_path);
+    replaced += (replaced.empty() ? "" : " and ") + config_.runtime_image;
+  }
+  s.standin = true;
+  standin_notice_ = "Dev mode: " + replaced + (editor_missing && runtime_missing ? " are" : " is") +
+                    " not on this machine, so workspaces run the stand-in image " + image.reference +
+                    " (an echo server, not the real editor and runtime).";
+  log->warn("dev: {} absent; using the stand-in image {}{} (an echo server, not the real editor and runtime)", replaced,
+            image.reference, image.imported ? ", imported now" : "");
+}
+
+void ComputeModule::add_routes(app::ModuleContext& ctx) {
+  auto& router = ctx.router;
+  auto identify = [this](const http::bh::request_header<>& h) -> asio::awaitable<auth::Identity> {
+    std::optional<auth::Identity> who;
+    if (auth_) who = co_await auth_->identify(h);
+    if (!who) throw RequestError(401, "Sign in first.");
+    co_return *who;
+  };
+  // State-changing routes reached with a cookie must come from our own pages.
+  auto check_origin = [this](const http::bh::request_header<>& h) {
+    if (h.find(bh::field::authorization) != h.end()) return;  // a bearer token is not sent by browsers on their own
+    if (!auth_ || !auth_->same_origin(h)) throw RequestError(403, "Cross-site request refused.");
+  };
+
+  router.add({bh::verb::get}, "/api/workspace", "workspace",
+             [this, identify](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto who = co_await identify(req);
+               rc.user = who.id;
+               co_return http::json_response(200, co_await manager_->describe(who.id));
+             });
+
+  router.add({bh::verb::post}, "/api/workspace/start", "workspace",
+             [this, identify, check_origin](http::Request& req,
+                                            http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto who = co_await identify(req);
+               rc.user = who.id;
+               check_origin(req);
+               State s = co_await manager_->start(who.id);
+               co_return http::json_response(s == State::running ? 200 : 202, {{"state", to_string(s)}});
+             });
+
+  router.add({bh::verb::post}, "/api/workspace/stop", "workspace",
+             [this, identify, check_origin](http::Request& req,
+                                            http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto who = co_await identify(req);
+               rc.user = who.id;
+               check_origin(req);
+               State s = co_await manager_->stop(who.id, 20s);
+               co_return http::json_response(s == State::stopped ? 200 : 202, {{"state", to_string(s)}});
+             });
+
+  router.add_stream({bh::verb::get}, "/api/workspace/events", "workspace-events",
+                    [this, identify](http::Exchange& ex) -> asio::awaitable<void> {
+                      auto who = co_await identify(ex.parser.get());
+                      ex.ctx.user = who.id;
+                      http::Response head{bh::status::ok, 11};
+                      head.set(bh::field::content_type, "text/event-stream");
+                      head.set(bh::field::cache_control, "no-store");
+                      head.set(bh::field::transfer_encoding, "chunked");
+                      head.set("X-Accel-Buffering", "no");
+                      std::string out;
+                      http::serialize_head(head, out, false, ex.ctx.request_id, true);
+                      ex.status = 200;
+                      ex.keep_alive = false;
+                      auto [state, recent] = manager_->snapshot(who.id);
+                      std::uint64_t last = recent.empty() ? 0 : recent.back().seq;
+                      nlohmann::json first = {{"state", to_string(state)}};
+                      out += sse_chunk("retry: 2000\nevent: state\ndata: " + first.dump() + "\n\n");
+                      // Joining an operation in flight: its steps so far.
+                      if (in_transition(state))
+                        for (const auto& e : recent) out += sse_chunk(sse_event(e));
+                      for (;;) {
+                        ex.stream.expires_after(10s);
+                        auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(out), tuple_awaitable);
+                        if (ec) co_return;
+                        ex.bytes += n;
+                        out.clear();
+                        if (manager_->shutting_down()) break;
+                        auto events = co_await manager_->next_events(who.id, last,
+                                                                     std::chrono::steady_clock::now() + 15s);
+                        if (manager_->shutting_down()) break;
+                        if (events.empty()) out = sse_chunk(": keep-alive\n\n");
+                        for (const auto& e : events) {
+                          out += sse_chunk(sse_event(e));
+                          last = e.seq;
+                        }
+                      }
+                      ex.stream.expires_after(5s);
+                      static const std::string end = "0\r\n\r\n";
+                      auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(end), tuple_awaitable);
+                      if (!ec) ex.bytes += n;
+                    });
+
+  // Snapshots and sandboxes need CRIU (a later issue).
+  auto not_yet = [identify](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+    auto who = co_await identify(req);
+    rc.user = who.id;
+    co_return http::json_error(501, "Snapshots and sandboxes are not available yet (they need CRIU).");
+  };
+  router.add({bh::verb::get, bh::verb::post}, "/api/snapshots", "snapshots", not_yet);
+  router.add({bh::verb::post}, "/api/snapshots/{id}/restore", "snapshots", not_yet);
+  router.add({bh::verb::delete_}, "/api/snapshots/{id}", "snapshots", not_yet);
+  router.add({bh::verb::post}, "/api/workspace/sandbox", "snapshots", not_yet);
+  router.add({bh::verb::delete_}, "/api/workspace/sandbox/{id}", "snapshots", not_yet);
+}
+
+}  // namespace feuille::compute

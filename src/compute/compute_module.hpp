@@ -1,0 +1,37 @@
+#pragma once
+// The compute module: the Podman hosts, the workspace manager, the
+// /api/workspace* routes, the snapshot/sandbox routes (501 until the CRIU
+// work), a readiness check per host, and in dev mode the stand-in images.
+#include <memory>
+#include <string>
+
+#include "app/module.hpp"
+#include "compute/workspace_manager.hpp"
+
+namespace feuille::compute {
+
+class ComputeModule : public app::Module {
+ public:
+  explicit ComputeModule(app::ModuleContext& ctx);
+  ~ComputeModule() override;
+  std::string_view name() const override { return "compute"; }
+  boost::asio::awaitable<void> start() override;
+  void stop() override;
+
+  WorkspaceManager& workspaces() { return *manager_; }
+  // Set in dev mode when the stand-in images replace absent real ones; shown
+  // on the dashboard.
+  const std::string& standin_notice() const { return standin_notice_; }
+
+ private:
+  void add_routes(app::ModuleContext& ctx);
+  boost::asio::awaitable<void> use_standin_images_if_needed();
+
+  const Config& config_;
+  boost::asio::thread_pool& pool_;
+  auth::Authenticator* auth_;
+  std::unique_ptr<WorkspaceManager> manager_;
+  std::string standin_notice_;
+};
+
+}  // namespace feuille::compute

@@ -1,0 +1,79 @@
+#pragma once
+// The two containers of a workspace exactly as SPEC.md section 4 describes
+// them: names, labels, command templates, environment, network, ports,
+// limits, volume. Pure functions (no I/O): the specs are libpod
+// SpecGenerator JSON documents for POST /libpod/containers/create.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace feuille::compute {
+
+// Container names: feuille-ed-{user id}, feuille-rt-{user id}, feuille-sb-...
+std::string editor_name(const std::string& user_id);
+std::string runtime_name(const std::string& user_id);
+inline constexpr std::string_view kEditorPrefix = "feuille-ed-";
+inline constexpr std::string_view kRuntimePrefix = "feuille-rt-";
+inline constexpr std::string_view kSandboxPrefix = "feuille-sb-";
+
+// Labels. io.feuille.instance scopes every container to one feuilled
+// deployment (its database): reconcile never touches another's.
+inline constexpr const char* kLabelUser = "io.feuille.user";
+inline constexpr const char* kLabelRole = "io.feuille.role";
+inline constexpr const char* kLabelPort = "io.feuille.port";
+inline constexpr const char* kLabelInstance = "io.feuille.instance";
+
+// Port ranges (SPEC.md section 4).
+inline constexpr std::uint16_t kEditorPortFirst = 20000, kEditorPortLast = 39999;
+inline constexpr std::uint16_t kRuntimePortFirst = 40000, kRuntimePortLast = 59999;
+inline constexpr std::uint16_t kRuntimeContainerPort = 8888;
+inline constexpr std::uint64_t kEditorMemoryBytes = 512ull << 20;
+inline constexpr const char* kHome = "/home/user";
+
+// Splits a command template into words as a shell would (quotes respected,
+// no expansion), then replaces {port} {token} {user_id} {base_path} in each
+// word. Throws std::invalid_argument on a template that cannot be split.
+std::vector<std::string> expand_command(const std::string& tmpl, const std::map<std::string, std::string>& values);
+
+// Who the workspace belongs to, as the editor's environment shows it.
+struct Owner {
+  std::string id, handle, name, email, plan;
+};
+
+// Everything both specs share.
+struct SpecBase {
+  std::string instance;     // io.feuille.instance
+  std::string user_folder;  // <data-dir>/<id>, mounted at /home/user
+  std::string oci_runtime;
+  std::string image;
+  std::string command_template;
+  std::string token;  // this start's editor token
+};
+
+struct RuntimeParams {
+  SpecBase base;
+  Owner owner;
+  std::string publish_address;  // the host's address: the port is published there only
+  std::uint16_t host_port = 0;
+  std::uint64_t memory_bytes = 0;  // the plan's
+  double cpus = 0;                 // the plan's
+};
+
+struct EditorParams {
+  SpecBase base;
+  Owner owner;
+  std::uint16_t port = 0;  // on 127.0.0.1, host network
+  std::string runtime_host;
+  std::uint16_t runtime_port = 0;
+};
+
+nlohmann::json runtime_spec(const RuntimeParams& p);
+nlohmann::json editor_spec(const EditorParams& p);
+
+std::string base_path(const std::string& user_id);  // /u/{id}/
+
+}  // namespace feuille::compute

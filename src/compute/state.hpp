@@ -1,0 +1,24 @@
+#pragma once
+// A workspace's states (SPEC.md section 2, /api/workspace). This issue drives
+// stopped, starting, running, stopping and failed; sleeping, waking and
+// migrating belong to the CRIU work and are already stored and shown.
+#include <optional>
+#include <string_view>
+
+namespace feuille::compute {
+
+enum class State { stopped, starting, running, sleeping, waking, migrating, stopping, failed };
+inline constexpr State kAllStates[] = {State::stopped,  State::starting,  State::running,  State::sleeping,
+                                       State::waking,   State::migrating, State::stopping, State::failed};
+
+const char* to_string(State s);
+std::optional<State> parse_state(std::string_view s);
+
+// States in which containers are expected to exist and be served.
+inline bool has_containers(State s) { return s == State::running || s == State::migrating; }
+// States of an operation in flight (a start, a wake, a migration, a stop).
+inline bool in_transition(State s) {
+  return s == State::starting || s == State::waking || s == State::migrating || s == State::stopping;
+}
+
+}  // namespace feuille::compute

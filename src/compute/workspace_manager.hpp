@@ -1,0 +1,261 @@
+#pragma once
+// One state machine per user (stopped → starting → running → stopping →
+// stopped, failed on the way; sleeping/waking/migrating kept for the CRIU
+// work), the containers behind it, reconcile at start, health watching
+// (probes + Podman's event stream) and activity bookkeeping. Everything runs
+// on the loop; one operation per user at a time (the per-user lock is the
+// `op` slot: a second start joins the one in flight, a stop cancels a start
+// and then stops).
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <nlohmann/json.hpp>
+
+#include "compute/container_spec.hpp"
+#include "compute/notifier.hpp"
+#include "compute/podman_client.hpp"
+#include "compute/port_allocator.hpp"
+#include "compute/workspaces.hpp"
+#include "db/database.hpp"
+#include "feuille/config.hpp"
+
+namespace prometheus {
+class Registry;
+class Histogram;
+class Counter;
+class Gauge;
+template <class T>
+class Family;
+}  // namespace prometheus
+
+namespace spdlog {
+class logger;
+}
+
+namespace feuille::compute {
+
+// One compute-host: its configuration and its Podman client.
+struct Host {
+  ComputeHost config;
+  std::unique_ptr<PodmanClient> client;
+  bool reachable = true;     // as last seen (calls, the event stream)
+  bool reconciled = false;   // its containers were compared with the database
+  PodmanClient::ResponseStream* events = nullptr;  // the event stream being read
+};
+
+// The compute keys, as this module uses them (in dev mode the images and
+// commands may be the stand-in's).
+struct ComputeSettings {
+  std::string data_dir;
+  unsigned uid = 1000, gid = 1000;
+  std::string oci_runtime = "runc";
+  std::string editor_image, runtime_image;
+  std::string editor_command, runtime_command;
+  std::string editor_health_path = "/health", runtime_health_path = "/mrp/v1/capabilities";
+  Duration start_timeout{60'000};
+  Duration probe_interval{10'000};    // health probes of running workspaces
+  Duration poll_interval{50};         // health polling while starting
+  Duration activity_flush{30'000};    // last_activity_at written in batches
+  Duration restart_window{600'000};   // a second death within it fails the workspace
+  bool standin = false;               // the stand-in images are in use (dev mode)
+};
+
+// One step of an operation, as /api/workspace/events streams it and the
+// events table stores it.
+struct StepEvent {
+  std::uint64_t seq = 0;
+  std::string step;  // creating-runtime, starting-editor, waiting-for-health, ready, failed, ...
+  State state = State::stopped;
+  nlohmann::json detail;
+  std::string at;  // ISO 8601 UTC
+};
+
+// "exited with code 137 (killed: out of memory, or stopped from outside)".
+std::string exit_description(int code, bool oom);
+
+class WorkspaceManager : public Workspaces {
+ public:
+  WorkspaceManager(boost::asio::any_io_executor executor, boost::asio::thread_pool& pool, db::Database& db,
+                   const Config& config, ComputeSettings settings, std::vector<std::unique_ptr<Host>> hosts,
+                   prometheus::Registry& registry);
+  ~WorkspaceManager() override;
+  WorkspaceManager(const WorkspaceManager&) = delete;
+  WorkspaceManager& operator=(const WorkspaceManager&) = delete;
+
+  // At daemon start, before requests: loads this deployment's instance id,
+  // the workspaces and their containers' records, and reconciles every
+  // reachable host (a host that does not answer is reconciled when it does).
+  boost::asio::awaitable<void> open();
+  // The event stream readers, the probe round and the activity flush.
+  void run_background();
+  // Shutdown: cancels starts in flight, ends the background loops and the
+  // event feeds.
+  void shutdown();
+
+  // ---- the API ----
+  // Starts the user's workspace, or joins the start in flight. Returns the
+  // state (starting or running). Throws RequestError 429 (+ Retry-After)
+  // past start-concurrency, 503 when the host cannot be reached.
+  boost::asio::awaitable<State> start(std::string user_id);
+  // Stops it (a start in flight is cancelled first) and waits up to `wait`
+  // for it to be stopped. Returns the state. 503 when the host cannot be reached.
+  boost::asio::awaitable<State> stop(std::string user_id, Duration wait);
+  // GET /api/workspace's document.
+  boost::asio::awaitable<nlohmann::json> describe(std::string user_id);
+  // Step events after `after_seq`, waiting until `deadline` for one; empty
+  // when none came (or shutdown began: see shutting_down()).
+  boost::asio::awaitable<std::vector<StepEvent>> next_events(std::string user_id, std::uint64_t after_seq,
+                                                             std::chrono::steady_clock::time_point deadline);
+  // The current state and the recent steps of the last operation.
+  std::pair<State, std::vector<StepEvent>> snapshot(const std::string& user_id) const;
+  State state_of(const std::string& user_id) const;
+  bool shutting_down() const { return stopping_; }
+
+  const std::string& instance() const { return instance_; }
+  const std::vector<std::unique_ptr<Host>>& hosts() const { return hosts_; }
+  const ComputeSettings& settings() const { return settings_; }
+  // Changing the images and commands (dev mode's stand-in) is for before open().
+  ComputeSettings& configure() { return settings_; }
+  int starts_in_flight() const { return starts_in_flight_; }
+
+  // ---- Workspaces (the proxy's interface) ----
+  std::optional<EditorTarget> editor(const std::string& user_id) const override;
+  boost::asio::awaitable<EditorTarget> start_and_wait(std::string user_id, Duration max_wait) override;
+  void record_activity(const std::string& user_id) override;
+  void editor_refused(const std::string& user_id) override;
+
+ private:
+  struct Container {
+    std::string name, id, host;
+    std::uint16_t port = 0;
+    std::string token;
+    bool adopted = false;  // reconcile found it running
+  };
+  struct Operation {
+    enum Kind { start, stop, restart } kind;
+    bool cancelled = false;
+    bool for_shutdown = false;
+    bool finished = false;
+    std::string error;  // a stop that could not reach the host
+    Notifier done;
+    boost::asio::steady_timer* sleeping = nullptr;  // its current pause, cut short by a cancel
+  };
+  struct Workspace {
+    std::string user_id;
+    State state = State::stopped;
+    std::string reason;
+    std::string host;  // the runtime's host ("" = the first)
+    std::uint16_t runtime_port = 0;
+    std::optional<Container> editor, runtime;
+    std::shared_ptr<Operation> op;
+    std::deque<StepEvent> recent;
+    std::uint64_t next_seq = 1;
+    Notifier changed;
+    // health
+    int failed_probes[2] = {0, 0};  // editor, runtime
+    std::chrono::steady_clock::time_point last_restart[2]{};
+    std::set<std::string> oom_ids;
+    bool probing = false;
+    // activity (proxy)
+    std::chrono::system_clock::time_point last_activity{};
+    bool activity_dirty = false;
+    // CPU sample for cpu_percent
+    std::uint64_t cpu_nano = 0, system_nano = 0;
+  };
+  using WorkspacePtr = std::shared_ptr<Workspace>;
+  enum Role { editor_role = 0, runtime_role = 1 };
+  struct Cancelled {};
+  struct StartFailure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+
+  WorkspacePtr find(const std::string& user_id) const;
+  WorkspacePtr get_or_create(const std::string& user_id);
+  Host& editor_host() { return *hosts_.front(); }
+  Host& host_named(const std::string& name);
+  Host& runtime_host(const Workspace& ws) { return host_named(ws.host); }
+
+  // State changes and step events: memory, metrics, the feed, and the
+  // database (workspaces row + events row) in one transaction.
+  boost::asio::awaitable<void> record(WorkspacePtr ws, std::string step, nlohmann::json detail,
+                                      std::optional<State> state, std::string reason = "");
+  void set_state_in_memory(Workspace& ws, State state, std::string reason);
+  void push_event(Workspace& ws, const std::string& step, const nlohmann::json& detail);
+
+  // Operations.
+  std::shared_ptr<Operation> begin(Workspace& ws, Operation::Kind kind);
+  void finish(Workspace& ws, const std::shared_ptr<Operation>& op);
+  void cancel(Operation& op, bool for_shutdown);
+  boost::asio::awaitable<void> wait_done(std::shared_ptr<Operation> op, std::chrono::steady_clock::time_point deadline);
+  boost::asio::awaitable<void> pause(Operation& op, Duration d);
+  void check(const Operation& op) const;
+  boost::asio::awaitable<void> ensure_reachable(Host& host);
+
+  boost::asio::awaitable<void> run_start(WorkspacePtr ws, std::shared_ptr<Operation> op);
+  boost::asio::awaitable<void> create_runtime(WorkspacePtr ws, Operation& op, const Owner& owner, const Plan& plan,
+                                              const std::string& folder, const std::string& token,
+                                              std::chrono::steady_clock::time_point deadline);
+  boost::asio::awaitable<void> create_editor(WorkspacePtr ws, Operation& op, const Owner& owner,
+                                             const std::string& folder, const std::string& token,
+                                             std::chrono::steady_clock::time_point deadline);
+  boost::asio::awaitable<void> wait_healthy(WorkspacePtr ws, Operation& op, Role role,
+                                            std::chrono::steady_clock::time_point deadline);
+  boost::asio::awaitable<void> remove_containers(WorkspacePtr ws, bool graceful);
+  boost::asio::awaitable<void> run_stop(WorkspacePtr ws, std::shared_ptr<Operation> op);
+  boost::asio::awaitable<void> run_restart(WorkspacePtr ws, std::shared_ptr<Operation> op, Role role,
+                                           std::string why);
+
+  // Reconcile (reconcile.cpp).
+  boost::asio::awaitable<void> load_records();
+  boost::asio::awaitable<void> reconcile_host(Host& host, bool at_start);
+  boost::asio::awaitable<void> settle_after_reconcile(WorkspacePtr ws);
+  boost::asio::awaitable<void> resync_host(Host& host);
+
+  // Health (health_watch.cpp).
+  boost::asio::awaitable<void> follow_events(Host& host);
+  void on_podman_event(Host& host, const nlohmann::json& event);
+  boost::asio::awaitable<void> probe_loop();
+  boost::asio::awaitable<void> probe_workspace(WorkspacePtr ws);
+  void container_died(WorkspacePtr ws, Role role, std::string why);
+  boost::asio::awaitable<void> activity_loop();
+  boost::asio::awaitable<void> flush_activity();
+
+  boost::asio::any_io_executor executor_;
+  boost::asio::thread_pool& pool_;
+  db::Database& db_;
+  const Config& config_;
+  ComputeSettings settings_;
+  std::vector<std::unique_ptr<Host>> hosts_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string instance_;
+  std::unordered_map<std::string, WorkspacePtr> workspaces_;
+  std::set<std::string> sandbox_names_;  // feuille-sb-... claimed by runtimes rows (the CRIU work)
+  PortAllocator ports_;
+  int starts_in_flight_ = 0;
+  bool stopping_ = false;
+  boost::asio::steady_timer probe_timer_;
+  boost::asio::steady_timer flush_timer_;
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers_;  // one per host's event stream
+
+  // metrics
+  prometheus::Family<prometheus::Gauge>* state_family_ = nullptr;
+  std::map<State, prometheus::Gauge*> state_gauges_;
+  prometheus::Histogram* start_duration_ = nullptr;
+  prometheus::Counter* start_failures_ = nullptr;
+  prometheus::Family<prometheus::Counter>* restarts_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* host_up_ = nullptr;
+};
+
+}  // namespace feuille::compute
