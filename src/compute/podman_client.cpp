@@ -97,6 +97,7 @@ struct PodmanClient::Impl : std::enable_shared_from_this<Impl> {
   std::string socket_path;        // unix
   std::string tcp_host, tcp_port;  // tcp
   std::deque<std::unique_ptr<Connection>> idle;
+  std::size_t opened = 0;
 
   PodmanError unreachable(const std::string& what, const beast::error_code& ec) const {
     std::string m = what + ": " + (ec == beast::error::timeout ? std::string("timed out") : ec.message());
@@ -104,6 +105,7 @@ struct PodmanClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<std::unique_ptr<Connection>> connect() {
+    ++opened;
     auto c = std::make_unique<Connection>(executor);
     c->stream.expires_after(options.connect_timeout);
     if (!socket_path.empty()) {
@@ -168,6 +170,7 @@ PodmanClient::~PodmanClient() { impl_->close_all(); }
 
 const std::string& PodmanClient::url() const { return impl_->url; }
 const std::string& PodmanClient::host_name() const { return impl_->options.host_name; }
+std::size_t PodmanClient::connections_opened() const { return impl_->opened; }
 
 PodmanError PodmanClient::error_of(const PodmanReply& reply, const std::string& what) const {
   auto j = reply.json();

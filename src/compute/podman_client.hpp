@@ -58,6 +58,8 @@ class PodmanClient {
 
   const std::string& url() const;
   const std::string& host_name() const;
+  // Connections opened so far (the pool's effect can be seen).
+  std::size_t connections_opened() const;
 
   // One exchange with a buffered body both ways (the response is capped at
   // 64 MiB). Throws PodmanError(status 0) on transport failure; any HTTP
