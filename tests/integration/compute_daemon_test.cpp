@@ -1,0 +1,96 @@
+// Compute as the real feuilled shows it: a readiness check per host, the
+// workspace metrics, `feuilled check` reaching every host, the workspace
+// routes behind a sign-in, and dev mode's stand-in images.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <thread>
+
+#include "support/daemon.hpp"
+#include "support/podman.hpp"
+
+using namespace feuille::test;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+namespace {
+const std::string kGoneHost = "name=gone,url=unix:///nonexistent/podman.sock,address=127.0.0.1";
+}
+
+TEST(ComputeDaemon, ReadyzHasACheckPerHost) {
+  {
+    Daemon d;
+    auto r = d.get("/readyz");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("\"host:local\":{"));
+  }
+  Daemon d({"--compute-host", compute_host_arg(), "--compute-host", kGoneHost});
+  auto r = d.get("/readyz");
+  EXPECT_EQ(r.status, 503) << r.body;
+  auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["checks"]["host:local"]["ok"], true);
+  EXPECT_EQ(j["checks"]["host:gone"]["ok"], false);
+  EXPECT_THAT(j["checks"]["host:gone"]["detail"].get<std::string>(),
+              HasSubstr("cannot connect to unix:///nonexistent/podman.sock"));
+  EXPECT_EQ(j["checks"]["database"]["ok"], true);
+  EXPECT_EQ(d.get("/healthz").status, 200);  // a host that does not answer does not stop feuilled
+}
+
+TEST(ComputeDaemon, MetricsHaveWorkspaceStatesAndStartDurations) {
+  Daemon d;
+  std::string body;
+  for (int i = 0; i < 100; ++i) {  // the event stream connects just after start
+    body = d.get("/metrics").body;
+    if (body.find("feuille_compute_host_up{host=\"local\"} 1") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_THAT(body, HasSubstr("feuille_compute_host_up{host=\"local\"} 1"));
+  for (const char* state : {"stopped", "starting", "running", "sleeping", "waking", "migrating", "stopping", "failed"})
+    EXPECT_THAT(body, HasSubstr(std::string("feuille_workspaces{state=\"") + state + "\"} 0"));
+  EXPECT_THAT(body, HasSubstr("feuille_workspace_start_duration_seconds_count 0"));
+  EXPECT_THAT(body, HasSubstr("feuille_workspace_start_failures_total 0"));
+}
+
+TEST(ComputeDaemon, CheckReachesEveryHost) {
+  TestDatabase db;
+  Process p({feuilled_path(), "check", "--database-url", db.url(), "--compute-host", compute_host_arg(),
+             "--compute-host", kGoneHost});
+  EXPECT_EQ(p.wait(30s), 1);
+  auto out = p.stdout_text();
+  EXPECT_THAT(out, HasSubstr("ok   host local unix://"));
+  EXPECT_THAT(out, HasSubstr("(Podman 4.3.1)"));
+  EXPECT_THAT(out, HasSubstr("FAIL host gone unix:///nonexistent/podman.sock: cannot connect"));
+  EXPECT_THAT(out, HasSubstr("ok   database"));
+}
+
+TEST(ComputeDaemon, WorkspaceRoutesNeedASignIn) {
+  Daemon d;
+  for (auto [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/api/workspace"},
+           {"POST", "/api/workspace/start"},
+           {"POST", "/api/workspace/stop"},
+           {"GET", "/api/workspace/events"},
+           {"GET", "/api/snapshots"},
+           {"POST", "/api/snapshots/abc/restore"},
+           {"POST", "/api/workspace/sandbox"}}) {
+    auto r = d.request(method, path);
+    EXPECT_EQ(r.status, 401) << method << " " << path << ": " << r.body;
+    EXPECT_THAT(r.body, HasSubstr("\"error\"")) << path;
+  }
+}
+
+TEST(ComputeDaemon, DevModeRunsTheStandInWhenTheImagesAreAbsent) {
+  TempDir dir;
+  chmod(dir.path().c_str(), 0755);
+  Process p({feuilled_path(), "--dev", "--state-dir", dir.path() + "/state", "--listen", "127.0.0.1:0",
+             "--editor-image", "localhost/feuille-absent-editor:1", "--runtime-image", "localhost/feuille-absent-runtime:1"});
+  ASSERT_NE(wait_for_port(p, 90s), 0) << p.stderr_text();
+  auto line = p.wait_for_stderr("using the stand-in image", 10s);
+  ASSERT_TRUE(line) << p.stderr_text();
+  EXPECT_THAT(*line, HasSubstr("localhost/feuille-absent-editor:1 and localhost/feuille-absent-runtime:1 absent"));
+  EXPECT_THAT(*line, HasSubstr("localhost/feuille-standin:"));
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait(30s), 0);
+}
