@@ -11,6 +11,7 @@ bench_cleanup() {
   for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${BENCH_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "${BENCH_PG:-}" ]; then "$BENCH_ROOT/build/tests/feuille_test_env" postgres-stop "$BENCH_PG" >/dev/null 2>&1 || true; fi
+  if [ -n "${BENCH_PODMAN:-}" ]; then "$BENCH_ROOT/build/tests/feuille_test_env" podman-stop "$BENCH_PODMAN" >/dev/null 2>&1 || true; fi
   rm -rf "$BENCH_TMP"
 }
 trap bench_cleanup EXIT
@@ -20,6 +21,16 @@ bench_postgres() {
   BENCH_PG=$BENCH_TMP/pg
   "$BENCH_ROOT/build/tests/feuille_test_env" postgres-start "$BENCH_PG" >/dev/null
   BENCH_DB_URL=$(sed 's|:///postgres?|:///feuille?|' "$BENCH_PG/database-url")
+}
+
+# A private podman system service (the tests' containers.conf) with the
+# stand-in image imported; sets BENCH_PODMAN_URL and BENCH_STANDIN.
+bench_podman() {
+  BENCH_PODMAN=$BENCH_TMP/podman
+  "$BENCH_ROOT/build/tests/feuille_test_env" podman-start "$BENCH_PODMAN" "$BENCH_ROOT/tests/containers.conf" \
+    "$BENCH_ROOT/build/feuille-standin" >/dev/null
+  BENCH_PODMAN_URL=$(cat "$BENCH_PODMAN/podman-url")
+  BENCH_STANDIN=$(cat "$BENCH_PODMAN/standin-image")
 }
 
 # Starts feuilled with extra arguments; sets FEUILLED_PID and FEUILLED_PORT.

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Workspace start benchmarks (driven by bench/workspace_start.sh).
+
+cold:  time from POST /api/workspace/start to feuilled's `ready` event (both
+       health checks passed), for a new user each round, against the floor:
+       the same two containers (same spec, same image) created and started
+       directly through the Podman API and polled the same way (50 ms, then
+       200 ms after 3 s, as feuilled does). Rounds alternate floor / feuilled.
+fifty: 50 new users press start at once (retrying on 429 after Retry-After);
+       wall time until all are running, and feuilled's peak RSS (VmHWM).
+"""
+import argparse
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import threading
+import time
+import urllib.parse
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=120):
+        super().__init__("d", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Podman:
+    """Keep-alive client of the libpod API (as feuilled's pool is)."""
+
+    def __init__(self, url):
+        assert url.startswith("unix://")
+        self.path = url[len("unix://"):]
+        self.conn = UnixConnection(self.path)
+
+    def call(self, method, target, body=None):
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        data = json.dumps(body) if body is not None else None
+        for attempt in range(2):
+            try:
+                self.conn.request(method, "/v4.0.0/libpod" + target, body=data, headers=headers)
+                r = self.conn.getresponse()
+                text = r.read()
+                return r.status, (json.loads(text) if text else None)
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = UnixConnection(self.path)
+                if attempt:
+                    raise
+
+    def ok(self, method, target, body=None):
+        status, j = self.call(method, target, body)
+        if status >= 300:
+            raise RuntimeError(f"{method} {target}: {status} {j}")
+        return j
+
+
+def healthy(port, path, token=None):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", path, headers={"X-Token": token} if token else {})
+        status = c.getresponse().status
+        c.close()
+        return 200 <= status < 300
+    except OSError:
+        return False
+
+
+def wait_healthy(port, path, token=None, limit=60):
+    t0 = time.monotonic()
+    while not healthy(port, path, token):
+        elapsed = time.monotonic() - t0
+        if elapsed > limit:
+            raise RuntimeError(f"127.0.0.1:{port}{path} never answered")
+        time.sleep(0.05 if elapsed < 3 else 0.2)
+
+
+def free_port(lo, hi):
+    while True:
+        p = lo + secrets.randbelow(hi - lo)
+        s = socket.socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+
+def floor_round(podman, image, data_dir, n):
+    """The two containers exactly as feuilled makes them (docs/compute.md)."""
+    user = f"floor-{os.getpid()}-{n}"
+    home = os.path.join(data_dir, user)
+    rt_port, ed_port, token = free_port(40000, 59999), free_port(20000, 39999), secrets.token_hex(32)
+    labels = {"io.feuille.bench": "floor"}
+    common = {"image": image, "labels": labels, "apparmor_profile": "unconfined", "oci_runtime": "runc",
+              "restart_policy": "no", "stop_timeout": 5, "work_dir": "/home/user",
+              "mounts": [{"destination": "/home/user", "source": home, "type": "bind", "options": ["rbind"]}]}
+    t0 = time.monotonic()
+    os.makedirs(os.path.join(home, "Projects", "Scratch"), exist_ok=True)
+    rt = dict(common, name=f"feuille-bench-rt-{user}",
+              command=["/feuille-standin", "runtime", "--port", "8888", "--host", "0.0.0.0"],
+              env={"HOME": "/home/user", "CLOUD_MODE": "1"},
+              portmappings=[{"host_ip": "127.0.0.1", "host_port": rt_port, "container_port": 8888, "protocol": "tcp"}],
+              resource_limits={"memory": {"limit": 256 << 20}, "cpu": {"period": 100000, "quota": 50000}})
+    podman.ok("POST", "/containers/create", rt)
+    podman.ok("POST", f"/containers/{rt['name']}/start")
+    wait_healthy(rt_port, "/mrp/v1/capabilities")
+    ed = dict(common, name=f"feuille-bench-ed-{user}",
+              command=["/feuille-standin", "editor", "--port", str(ed_port), "--host", "127.0.0.1", "--token", token],
+              env={"HOME": "/home/user", "CLOUD_MODE": "1", "PORT": str(ed_port), "RUNTIME_PORT": str(rt_port),
+                   "RUNTIME_HOST": "127.0.0.1", "BASE_PATH": f"/u/{user}/"},
+              netns={"nsmode": "host"}, resource_limits={"memory": {"limit": 512 << 20}})
+    podman.ok("POST", "/containers/create", ed)
+    podman.ok("POST", f"/containers/{ed['name']}/start")
+    wait_healthy(ed_port, "/health", token)
+    elapsed = time.monotonic() - t0
+    for name in (ed["name"], rt["name"]):
+        podman.call("DELETE", f"/containers/{name}?force=true&timeout=0")
+    return elapsed
+
+
+class Feuilled:
+    def __init__(self, port):
+        self.port = port
+        self.origin = f"http://127.0.0.1:{port}"
+
+    def request(self, method, path, cookie=None, body=None, content_type=None, timeout=120):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Origin": self.origin}
+        if cookie:
+            headers["Cookie"] = f"feuille_session={cookie}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def login(self, handle):
+        r, _ = self.request("POST", "/auth/dev", body=urllib.parse.urlencode({"handle": handle}),
+                            content_type="application/x-www-form-urlencoded")
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie" and v.startswith("feuille_session="):
+                return v.split(";")[0].split("=", 1)[1]
+        raise RuntimeError(f"dev login failed: {r.status}")
+
+    def start_and_follow(self, cookie):
+        """POST start, then the event stream until ready; returns seconds."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        c.request("GET", "/api/workspace/events", headers={"Cookie": f"feuille_session={cookie}"})
+        stream = c.getresponse()
+        assert stream.status == 200, stream.status
+        t0 = time.monotonic()
+        r, body = self.request("POST", "/api/workspace/start", cookie)
+        if r.status not in (200, 202):
+            raise RuntimeError(f"start: {r.status} {body!r}")
+        seen = b""
+        while b"event: ready" not in seen:
+            chunk = stream.read1(65536)
+            if not chunk:
+                raise RuntimeError("event stream ended")
+            seen += chunk
+            if b"event: failed" in seen:
+                raise RuntimeError("start failed: " + seen.decode(errors="replace")[-400:])
+        elapsed = time.monotonic() - t0
+        c.close()
+        return elapsed
+
+    def state(self, cookie):
+        r, body = self.request("GET", "/api/workspace", cookie)
+        return json.loads(body)["state"]
+
+    def stop(self, cookie):
+        r, body = self.request("POST", "/api/workspace/stop", cookie)
+        return r.status
+
+
+def cold(args):
+    podman = Podman(args.podman)
+    f = Feuilled(args.port)
+    floor, ours = [], []
+    for n in range(args.rounds):
+        floor.append(floor_round(podman, args.image, args.data_dir, n))
+        cookie = f.login(f"cold{n}")
+        ours.append(f.start_and_follow(cookie))
+        f.stop(cookie)
+    fm, om = statistics.median(floor), statistics.median(ours)
+    print(f"{'':10} {'median s':>9} {'min s':>7} {'max s':>7}   rounds: {args.rounds}")
+    print(f"{'floor':10} {fm:9.3f} {min(floor):7.3f} {max(floor):7.3f}   " + " ".join(f"{x:.3f}" for x in floor))
+    print(f"{'feuilled':10} {om:9.3f} {min(ours):7.3f} {max(ours):7.3f}   " + " ".join(f"{x:.3f}" for x in ours))
+    print(f"overhead: median {100 * (om - fm) / fm:+.1f}%, min {100 * (min(ours) - min(floor)) / min(floor):+.1f}% "
+          f"(target <= 10%)")
+
+
+def vm(pid, key):
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def fifty(args):
+    f = Feuilled(args.port)
+    cookies = [f.login(f"crowd{n}") for n in range(args.users)]
+    rss_before = vm(args.pid, "VmRSS")
+    retries = [0]
+    lock = threading.Lock()
+
+    def press(cookie):
+        while True:
+            r, body = f.request("POST", "/api/workspace/start", cookie)
+            if r.status in (200, 202):
+                return
+            if r.status != 429:
+                raise RuntimeError(f"start: {r.status} {body!r}")
+            with lock:
+                retries[0] += 1
+            time.sleep(float(r.getheader("Retry-After", "1")))
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=press, args=(c,)) for c in cookies]
+    for t in threads:
+        t.start()
+    pending = set(range(len(cookies)))
+    failed = []
+    while pending:
+        time.sleep(0.25)
+        for i in list(pending):
+            s = f.state(cookies[i])
+            if s == "running":
+                pending.discard(i)
+            elif s == "failed":
+                failed.append(i)
+                pending.discard(i)
+        if time.monotonic() - t0 > 600:
+            raise RuntimeError(f"{len(pending)} workspaces still not running after 10 minutes")
+    wall = time.monotonic() - t0
+    for t in threads:
+        t.join()
+    running = len(cookies) - len(failed)
+    print(f"{len(cookies)} users at once: {running} running, {len(failed)} failed, wall {wall:.1f} s, "
+          f"{retries[0]} retries after 429")
+    print(f"feuilled RSS: {rss_before // 1024} MiB before, peak (VmHWM) {vm(args.pid, 'VmHWM') // 1024} MiB, "
+          f"now {vm(args.pid, 'VmRSS') // 1024} MiB")
+    t1 = time.monotonic()
+    stoppers = [threading.Thread(target=f.stop, args=(c,)) for c in cookies]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join()
+    print(f"stopped all in {time.monotonic() - t1:.1f} s")
+
+
+def cleanup(args):
+    """Removes every container of the feuilled instance and of the floor."""
+    podman = Podman(args.podman)
+    for label in (f"io.feuille.instance={args.instance}", "io.feuille.bench=floor"):
+        q = urllib.parse.quote(json.dumps({"label": [label]}))
+        for c in podman.ok("GET", f"/containers/json?all=true&filters={q}") or []:
+            podman.call("DELETE", f"/containers/{c['Id']}?force=true&timeout=0")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("what", choices=["cold", "fifty", "cleanup"])
+    p.add_argument("--port", type=int)
+    p.add_argument("--pid", type=int)
+    p.add_argument("--podman")
+    p.add_argument("--image")
+    p.add_argument("--data-dir")
+    p.add_argument("--instance")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--users", type=int, default=50)
+    args = p.parse_args()
+    {"cold": cold, "fifty": fifty, "cleanup": cleanup}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
