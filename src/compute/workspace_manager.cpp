@@ -274,18 +274,20 @@ asio::awaitable<void> WorkspaceManager::ensure_reachable(Host& host) {
 
 asio::awaitable<State> WorkspaceManager::start(std::string user_id) {
   auto ws = get_or_create(user_id);
-  for (int round = 0;; ++round) {
+  bool host_checked = false;
+  for (int waits = 0;;) {
     if (stopping_) throw RequestError(503, "feuilled is shutting down; try again in a moment.");
-    if (ws->op && (ws->op->kind == Operation::start || ws->op->kind == Operation::restart)) co_return ws->state;
+    if (ws->op && ws->op->kind != Operation::stop) co_return ws->state;  // join the start (or restart) in flight
     if (!ws->op && ws->state == State::running) co_return State::running;
     if (ws->op) {  // a stop in flight: the start comes after it
+      if (++waits > 3) throw RequestError(503, "The workspace is busy; try again in a moment.");
       co_await wait_done(ws->op, Clock::now() + settings_.start_timeout);
-      if (ws->op && round > 2) throw RequestError(503, "The workspace is busy; try again in a moment.");
       continue;
     }
-    if (round == 0) {  // reach the host once, then look again (the world may have moved)
+    if (!host_checked) {  // one round trip to the host, then look again: the world may have moved
+      host_checked = true;
       co_await ensure_reachable(editor_host());
-      if (ws->state != State::stopped || ws->op) continue;
+      continue;
     }
     if (starts_in_flight_ >= config_.start_concurrency) {
       RequestError err(429, "Too many workspaces are starting right now; try again in a few seconds.",
