@@ -5,10 +5,13 @@
 #include <boost/asio/write.hpp>
 #include <spdlog/logger.h>
 
+#include "auth/authenticator.hpp"
+#include "auth/dashboard.hpp"
 #include "compute/standin_image.hpp"
 #include "feuille/errors.hpp"
 #include "http/responses.hpp"
 #include "http/server.hpp"
+#include "http/static_assets.hpp"
 #include "util/logging.hpp"
 
 namespace feuille::compute {
@@ -73,6 +76,7 @@ ComputeModule::ComputeModule(app::ModuleContext& ctx)
       auth_(ctx.authenticator),
       manager_(std::make_unique<WorkspaceManager>(ctx.executor, ctx.pool, ctx.db, ctx.config, settings_from(ctx.config),
                                                   hosts_from(ctx.config, ctx.executor), ctx.metrics.registry())) {
+  if (!auth_) throw std::logic_error("the compute module needs the auth module wired before it");
   for (const auto& h : manager_->hosts()) {
     Host* host = h.get();
     ctx.health.add("host:" + host->config.name, [host]() -> asio::awaitable<http::CheckResult> {
@@ -147,91 +151,44 @@ asio::awaitable<void> ComputeModule::use_standin_images_if_needed() {
 
 void ComputeModule::add_routes(app::ModuleContext& ctx) {
   auto& router = ctx.router;
-  auto identify = [this](const http::bh::request_header<>& h) -> asio::awaitable<auth::Identity> {
-    std::optional<auth::Identity> who;
-    if (auth_) who = co_await auth_->identify(h);
-    if (!who) throw RequestError(401, "Sign in first.");
-    co_return *who;
-  };
-  // State-changing routes reached with a cookie must come from our own pages.
-  auto check_origin = [this](const http::bh::request_header<>& h) {
-    if (h.find(bh::field::authorization) != h.end()) return;  // a bearer token is not sent by browsers on their own
-    if (!auth_ || !auth_->same_origin(h)) throw RequestError(403, "Cross-site request refused.");
-  };
+  auto& auth = *auth_;
 
   router.add({bh::verb::get}, "/api/workspace", "workspace",
-             [this, identify](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
-               auto who = co_await identify(req);
-               rc.user = who.id;
-               co_return http::json_response(200, co_await manager_->describe(who.id));
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               co_return http::json_response(200, co_await manager_->describe(me->id));
              });
 
   router.add({bh::verb::post}, "/api/workspace/start", "workspace",
-             [this, identify, check_origin](http::Request& req,
-                                            http::RequestContext& rc) -> asio::awaitable<http::Response> {
-               auto who = co_await identify(req);
-               rc.user = who.id;
-               check_origin(req);
-               State s = co_await manager_->start(who.id);
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               State s = co_await manager_->start(me->id);
                co_return http::json_response(s == State::running ? 200 : 202, {{"state", to_string(s)}});
              });
 
   router.add({bh::verb::post}, "/api/workspace/stop", "workspace",
-             [this, identify, check_origin](http::Request& req,
-                                            http::RequestContext& rc) -> asio::awaitable<http::Response> {
-               auto who = co_await identify(req);
-               rc.user = who.id;
-               check_origin(req);
-               State s = co_await manager_->stop(who.id, 20s);
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               State s = co_await manager_->stop(me->id, 20s);
                co_return http::json_response(s == State::stopped ? 200 : 202, {{"state", to_string(s)}});
              });
 
   router.add_stream({bh::verb::get}, "/api/workspace/events", "workspace-events",
-                    [this, identify](http::Exchange& ex) -> asio::awaitable<void> {
-                      auto who = co_await identify(ex.parser.get());
-                      ex.ctx.user = who.id;
-                      http::Response head{bh::status::ok, 11};
-                      head.set(bh::field::content_type, "text/event-stream");
-                      head.set(bh::field::cache_control, "no-store");
-                      head.set(bh::field::transfer_encoding, "chunked");
-                      head.set("X-Accel-Buffering", "no");
-                      std::string out;
-                      http::serialize_head(head, out, false, ex.ctx.request_id, true);
-                      ex.status = 200;
-                      ex.keep_alive = false;
-                      auto [state, recent] = manager_->snapshot(who.id);
-                      std::uint64_t last = recent.empty() ? 0 : recent.back().seq;
-                      nlohmann::json first = {{"state", to_string(state)}};
-                      out += sse_chunk("retry: 2000\nevent: state\ndata: " + first.dump() + "\n\n");
-                      // Joining an operation in flight: its steps so far.
-                      if (in_transition(state))
-                        for (const auto& e : recent) out += sse_chunk(sse_event(e));
-                      for (;;) {
-                        ex.stream.expires_after(10s);
-                        auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(out), tuple_awaitable);
-                        if (ec) co_return;
-                        ex.bytes += n;
-                        out.clear();
-                        if (manager_->shutting_down()) break;
-                        auto events = co_await manager_->next_events(who.id, last,
-                                                                     std::chrono::steady_clock::now() + 15s);
-                        if (manager_->shutting_down()) break;
-                        if (events.empty()) out = sse_chunk(": keep-alive\n\n");
-                        for (const auto& e : events) {
-                          out += sse_chunk(sse_event(e));
-                          last = e.seq;
-                        }
-                      }
-                      ex.stream.expires_after(5s);
-                      static const std::string end = "0\r\n\r\n";
-                      auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(end), tuple_awaitable);
-                      if (!ec) ex.bytes += n;
+                    [this, &auth](http::Exchange& ex) -> asio::awaitable<void> {
+                      auto me = co_await auth::require_identity(auth, ex.parser.get());
+                      ex.ctx.user = me->id;
+                      co_await stream_events(ex, me->id);
                     });
 
   // Snapshots and sandboxes need CRIU (a later issue).
-  auto not_yet = [identify](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
-    auto who = co_await identify(req);
-    rc.user = who.id;
+  auto not_yet = [&auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+    auto me = co_await auth::require_identity(auth, req);
+    rc.user = me->id;
     co_return http::json_error(501, "Snapshots and sandboxes are not available yet (they need CRIU).");
   };
   router.add({bh::verb::get, bh::verb::post}, "/api/snapshots", "snapshots", not_yet);
@@ -239,6 +196,114 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
   router.add({bh::verb::delete_}, "/api/snapshots/{id}", "snapshots", not_yet);
   router.add({bh::verb::post}, "/api/workspace/sandbox", "snapshots", not_yet);
   router.add({bh::verb::delete_}, "/api/workspace/sandbox/{id}", "snapshots", not_yet);
+
+  // The dashboard's buttons (forms: they work without JavaScript).
+  auto form_action = [this, &auth](bool start) {
+    return [this, &auth, start](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+      auto me = co_await auth::require_identity(auth, req);
+      rc.user = me->id;
+      auth::require_state_change(auth, req);
+      std::optional<RequestError> refused;
+      try {
+        if (start) co_await manager_->start(me->id);
+        else co_await manager_->stop(me->id, 20s);
+      } catch (const RequestError& e) {
+        if (e.status >= 500 && e.status != 503) throw;
+        refused = e;
+      }
+      if (refused) {
+        std::string reason(bh::obsolete_reason(static_cast<bh::status>(refused->status)));
+        auto page = http::html_response(refused->status, http::error_page(refused->status, reason, refused->public_message));
+        if (refused->retry_after_seconds) page.set(bh::field::retry_after, std::to_string(refused->retry_after_seconds));
+        co_return page;
+      }
+      co_return http::redirect(303, "/dashboard");
+    };
+  };
+  router.add({bh::verb::post}, "/dashboard/workspace/start", "workspace", form_action(true));
+  router.add({bh::verb::post}, "/dashboard/workspace/stop", "workspace", form_action(false));
+
+  if (ctx.dashboard)
+    ctx.dashboard->add("workspace", 100,
+                       [this](const auth::Identity& me, const http::Request&) -> asio::awaitable<std::string> {
+                         auto doc = co_await manager_->describe(me.id);
+                         co_return dashboard_section(me, doc);
+                       });
+}
+
+asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::string user_id) {
+  http::Response head{bh::status::ok, 11};
+  head.set(bh::field::content_type, "text/event-stream");
+  head.set(bh::field::cache_control, "no-store");
+  head.set(bh::field::transfer_encoding, "chunked");
+  head.set("X-Accel-Buffering", "no");
+  std::string out;
+  http::serialize_head(head, out, false, ex.ctx.request_id, true);
+  ex.status = 200;
+  ex.keep_alive = false;
+  auto [state, recent] = manager_->snapshot(user_id);
+  std::uint64_t last = recent.empty() ? 0 : recent.back().seq;
+  nlohmann::json first = {{"state", to_string(state)}};
+  out += sse_chunk("retry: 2000\nevent: state\ndata: " + first.dump() + "\n\n");
+  // Joining an operation in flight: its steps so far.
+  if (in_transition(state))
+    for (const auto& e : recent) out += sse_chunk(sse_event(e));
+  for (;;) {
+    ex.stream.expires_after(10s);
+    auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(out), tuple_awaitable);
+    if (ec) co_return;
+    ex.bytes += n;
+    out.clear();
+    if (manager_->shutting_down()) break;
+    auto events = co_await manager_->next_events(user_id, last, std::chrono::steady_clock::now() + 15s);
+    if (manager_->shutting_down()) break;
+    if (events.empty()) out = sse_chunk(": keep-alive\n\n");
+    for (const auto& e : events) {
+      out += sse_chunk(sse_event(e));
+      last = e.seq;
+    }
+  }
+  ex.stream.expires_after(5s);
+  static const std::string end = "0\r\n\r\n";
+  auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(end), tuple_awaitable);
+  if (!ec) ex.bytes += n;
+}
+
+std::string ComputeModule::dashboard_section(const auth::Identity& me, const nlohmann::json& doc) const {
+  using http::html_escape;
+  const std::string state = doc.value("state", "stopped");
+  const bool busy = state == "starting" || state == "stopping" || state == "waking" || state == "migrating";
+  std::string h = "<section class=\"card workspace\" data-workspace-state=\"" + html_escape(state) + "\">";
+  h += "<h2>Workspace</h2>";
+  if (!standin_notice_.empty()) h += "<p class=\"notice\">" + html_escape(standin_notice_) + "</p>";
+  h += "<p class=\"workspace-state\"><strong>" + html_escape(state) + "</strong>";
+  if (doc["host"].is_string()) h += " <span class=\"muted\">on " + html_escape(doc["host"].get<std::string>()) + "</span>";
+  h += "</p>";
+  if (doc["reason"].is_string()) h += "<p class=\"reason\">" + html_escape(doc["reason"].get<std::string>()) + "</p>";
+  const auto& rt = doc["runtime"];
+  if (state == "running") {
+    auto mib = [](const nlohmann::json& v) { return std::to_string(v.get<std::uint64_t>() >> 20) + " MiB"; };
+    std::string usage;
+    if (rt["memory_bytes"].is_number() && rt["memory_limit_bytes"].is_number())
+      usage = "Memory " + mib(rt["memory_bytes"]) + " of " + mib(rt["memory_limit_bytes"]);
+    if (rt["cpu_percent"].is_number()) {
+      char cpu[32];
+      std::snprintf(cpu, sizeof cpu, "%.1f", rt["cpu_percent"].get<double>());
+      usage += std::string(usage.empty() ? "" : " · ") + "CPU " + cpu + "%";
+    }
+    if (!usage.empty()) h += "<p class=\"muted\">" + html_escape(usage) + "</p>";
+    h += "<p><a class=\"button\" href=\"/u/" + html_escape(me.id) + "/\">Open the editor</a></p>";
+  }
+  // Steps of a start in flight appear here (static/workspace.js follows /api/workspace/events).
+  h += "<ol class=\"workspace-steps muted\"></ol>";
+  h += "<form class=\"row\" method=\"post\" action=\"/dashboard/workspace/";
+  if (state == "running" || busy) h += "stop\"><button class=\"secondary\" type=\"submit\">Stop</button>";
+  else h += "start\"><button type=\"submit\">Start</button>";
+  h += "</form>";
+  h += "<p class=\"muted\">Snapshots: not available on this server yet (they need CRIU).</p>";
+  h += "<script src=\"" + http::StaticAssets::instance().url("workspace.js") + "\" defer></script>";
+  h += "</section>";
+  return h;
 }
 
 }  // namespace feuille::compute

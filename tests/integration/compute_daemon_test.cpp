@@ -86,11 +86,21 @@ TEST(ComputeDaemon, DevModeRunsTheStandInWhenTheImagesAreAbsent) {
   chmod(dir.path().c_str(), 0755);
   Process p({feuilled_path(), "--dev", "--state-dir", dir.path() + "/state", "--listen", "127.0.0.1:0",
              "--editor-image", "localhost/feuille-absent-editor:1", "--runtime-image", "localhost/feuille-absent-runtime:1"});
-  ASSERT_NE(wait_for_port(p, 90s), 0) << p.stderr_text();
+  const int port = wait_for_port(p, 90s);
+  ASSERT_NE(port, 0) << p.stderr_text();
   auto line = p.wait_for_stderr("using the stand-in image", 10s);
   ASSERT_TRUE(line) << p.stderr_text();
   EXPECT_THAT(*line, HasSubstr("localhost/feuille-absent-editor:1 and localhost/feuille-absent-runtime:1 absent"));
   EXPECT_THAT(*line, HasSubstr("localhost/feuille-standin:"));
+  // ... and on the dashboard.
+  auto login = http_request(port, "POST", "/auth/dev",
+                            {{"Content-Type", "application/x-www-form-urlencoded"},
+                             {"Origin", "http://127.0.0.1:" + std::to_string(port)}},
+                            "handle=devuser");
+  auto cookie = login.header("set-cookie");
+  ASSERT_EQ(cookie.rfind("feuille_session=", 0), 0u) << login.status << login.body;
+  auto page = http_request(port, "GET", "/dashboard", {{"Cookie", cookie.substr(0, cookie.find(';'))}});
+  EXPECT_THAT(page.body, HasSubstr("so workspaces run the stand-in image localhost/feuille-standin:"));
   p.signal(SIGTERM);
   EXPECT_EQ(p.wait(30s), 0);
 }

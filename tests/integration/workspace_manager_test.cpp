@@ -22,7 +22,6 @@
 #include "compute/standin_image.hpp"
 #include "compute/workspace_manager.hpp"
 #include "db/migrator.hpp"
-#include "dev/podman_service.hpp"
 #include "feuille/errors.hpp"
 #include "support/podman.hpp"
 #include "support/process.hpp"
@@ -539,41 +538,4 @@ TEST(Workspaces, ReconcileAdoptsRemovesAndFixes) {
   };
   EXPECT_TRUE(h.pump_until([&] { return restarted() && m2.state_of(kept) == State::running; }, 30s))
       << h.events_of(kept);
-}
-
-TEST(Workspaces, PodmanGoneMeans503UntilItComesBack) {
-  TempDir dir;
-  chmod(dir.path().c_str(), 0755);
-  ::setenv("CONTAINERS_CONF", (std::string(FEUILLE_SOURCE_DIR) + "/tests/containers.conf").c_str(), 1);
-  dev::PodmanService service(dir.path() + "/podman", "runc", true);
-  service.start();
-  {
-    Harness h(service.url());
-    auto& m = h.open();
-    auto running = h.add_user("olga"), later = h.add_user("paul");
-    h.start(running);
-    ASSERT_TRUE(h.wait_state(running, State::running)) << h.events_of(running);
-    auto port = m.editor(running)->port;
-
-    service.stop();
-    try {
-      h.start(later);
-      ADD_FAILURE() << "expected 503";
-    } catch (const RequestError& e) {
-      EXPECT_EQ(e.status, 503u);
-      EXPECT_THAT(e.public_message, HasSubstr("compute host local cannot be reached"));
-    }
-    EXPECT_EQ(m.state_of(later), State::stopped);
-    // What runs keeps running (the containers do not need the API service).
-    EXPECT_TRUE(h.pump_until([&] { return !m.hosts()[0]->reachable; }, 10s));
-    h.pump_until([] { return false; }, 1500ms);  // a probe round passes
-    EXPECT_EQ(m.state_of(running), State::running);
-    EXPECT_EQ(h.probe(port, "/health").status, 200u);
-
-    service.start();
-    EXPECT_TRUE(h.pump_until([&] { return m.hosts()[0]->reachable; }, 20s));
-    EXPECT_EQ(h.start(later), State::starting);
-    EXPECT_TRUE(h.wait_state(later, State::running)) << h.events_of(later);
-  }
-  service.stop();
 }

@@ -1,0 +1,332 @@
+// Workspaces through the real feuilled: the API and its event stream signed in
+// with dev login, the CSRF rule, 429 past start-concurrency, the dashboard
+// section, a SIGKILLed daemon coming back, and Podman going away.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "dev/podman_service.hpp"
+#include "support/daemon.hpp"
+#include "support/podman.hpp"
+
+using namespace feuille;
+using namespace feuille::test;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+namespace {
+
+// A daemon whose workspaces run the stand-in image, with dev login, and
+// whose containers are removed when it goes.
+class ApiDaemon {
+ public:
+  explicit ApiDaemon(std::vector<std::string> extra = {}, std::string podman = "") : podman_(podman) {
+    chmod(data_.path().c_str(), 0755);
+    auto args = standin_args();
+    args.insert(args.end(), {"--dev-login", "--data-dir", data_.path() + "/users"});
+    if (!podman.empty()) args.insert(args.end(), {"--compute-host", compute_host_arg(podman)});
+    args.insert(args.end(), extra.begin(), extra.end());
+    args_ = args;
+    daemon = std::make_unique<Daemon>(args);
+    instance = daemon->db().scalar("SELECT id::text FROM compute_instance");
+  }
+  ~ApiDaemon() {
+    if (daemon->process().running()) daemon->stop();
+    try {
+      TestPodman(podman_).remove_instance(instance);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "cleanup: " << e.what();
+    }
+  }
+  // feuilled again on the same database (after the first one died).
+  std::unique_ptr<Daemon> another() {
+    auto args = args_;
+    args.insert(args.end(), {"--database-url", daemon->db().url()});
+    return std::make_unique<Daemon>(args);
+  }
+
+  std::string origin() const { return "http://127.0.0.1:" + std::to_string(daemon->port()); }
+
+  std::string login(const std::string& handle, Daemon* d = nullptr) {
+    d = d ? d : daemon.get();
+    auto r = d->request("POST", "/auth/dev",
+                        {{"Content-Type", "application/x-www-form-urlencoded"},
+                         {"Origin", "http://127.0.0.1:" + std::to_string(d->port())}},
+                        "handle=" + handle);
+    EXPECT_EQ(r.status, 302) << r.body;
+    for (auto [it, end] = r.headers.equal_range("set-cookie"); it != end; ++it)
+      if (it->second.rfind("feuille_session=", 0) == 0) return it->second.substr(16, it->second.find(';') - 16);
+    ADD_FAILURE() << "no session cookie";
+    return "";
+  }
+
+  std::map<std::string, std::string> as(const std::string& token, bool post = false) const {
+    std::map<std::string, std::string> h{{"Cookie", "feuille_session=" + token}};
+    if (post) h["Origin"] = origin();
+    return h;
+  }
+
+  HttpResponse post(const std::string& path, const std::string& token, Daemon* d = nullptr) {
+    d = d ? d : daemon.get();
+    return d->request("POST", path,
+                      {{"Cookie", "feuille_session=" + token},
+                       {"Origin", "http://127.0.0.1:" + std::to_string(d->port())}});
+  }
+
+  json workspace(const std::string& token, Daemon* d = nullptr) {
+    d = d ? d : daemon.get();
+    auto r = d->get("/api/workspace", as(token));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body);
+  }
+
+  bool wait_state(const std::string& token, const std::string& state, Daemon* d = nullptr,
+                  std::chrono::milliseconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (workspace(token, d)["state"] != state) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(100ms);
+    }
+    return true;
+  }
+
+  std::unique_ptr<Daemon> daemon;
+  std::string instance;
+
+ private:
+  TempDir data_;
+  std::string podman_;
+  std::vector<std::string> args_;
+};
+
+// Reads from a connection until `needle` appears (or the timeout passes).
+std::string read_until(RawConnection& c, const std::string& needle, std::chrono::milliseconds timeout = 60s) {
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{c.fd(), POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = recv(c.fd(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got;
+}
+
+std::vector<std::string> event_names(const std::string& stream) {
+  std::vector<std::string> out;
+  for (std::size_t at = stream.find("\nevent: "); at != std::string::npos; at = stream.find("\nevent: ", at + 1))
+    out.push_back(stream.substr(at + 8, stream.find('\n', at + 8) - at - 8));
+  return out;
+}
+
+}  // namespace
+
+TEST(WorkspaceApi, StartFollowAndStop) {
+  ApiDaemon a;
+  auto& d = *a.daemon;
+  auto token = a.login("alice");
+  auto ws = a.workspace(token);
+  EXPECT_EQ(ws["state"], "stopped");
+  EXPECT_EQ(ws["criu"], false);
+  EXPECT_EQ(ws["editor"]["status"], "absent");
+
+  RawConnection events("127.0.0.1", d.port());
+  events.send("GET /api/workspace/events HTTP/1.1\r\nHost: x\r\nCookie: feuille_session=" + token + "\r\n\r\n");
+  auto head = read_until(events, "event: state");
+  EXPECT_THAT(head, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(head, HasSubstr("Content-Type: text/event-stream"));
+  EXPECT_THAT(head, HasSubstr("data: {\"state\":\"stopped\"}"));
+
+  auto start = a.post("/api/workspace/start", token);
+  EXPECT_EQ(start.status, 202) << start.body;
+  EXPECT_EQ(json::parse(start.body)["state"], "starting");
+  auto stream = read_until(events, "event: ready");
+  EXPECT_EQ(event_names(stream), (std::vector<std::string>{"starting", "creating-runtime", "waiting-for-health",
+                                                           "starting-editor", "waiting-for-health", "ready"}))
+      << stream;
+  EXPECT_THAT(stream, HasSubstr("\"container\":\"runtime\""));
+
+  ws = a.workspace(token);
+  EXPECT_EQ(ws["state"], "running");
+  EXPECT_EQ(ws["host"], "local");
+  EXPECT_EQ(ws["editor"]["status"], "running");
+  EXPECT_EQ(ws["runtime"]["status"], "running");
+  EXPECT_GE(ws["editor"]["port"].get<int>(), 20000);
+  EXPECT_GE(ws["runtime"]["port"].get<int>(), 40000);
+  EXPECT_EQ(ws["runtime"]["memory_limit_bytes"], 256 << 20);
+  EXPECT_TRUE(ws["runtime"]["memory_bytes"].is_number());
+  EXPECT_TRUE(a.workspace(token)["runtime"]["cpu_percent"].is_number());  // the second sample has a delta
+
+  EXPECT_EQ(a.post("/api/workspace/start", token).status, 200);  // idempotent
+  auto stop = a.post("/api/workspace/stop", token);
+  EXPECT_EQ(stop.status, 200) << stop.body;
+  EXPECT_EQ(json::parse(stop.body)["state"], "stopped");
+  stream = read_until(events, "event: stopped", 10s);
+  EXPECT_THAT(stream, HasSubstr("event: stopping"));
+  EXPECT_EQ(a.workspace(token)["state"], "stopped");
+  EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
+  EXPECT_EQ(a.post("/api/workspace/stop", token).status, 200);  // idempotent
+
+  // Snapshots and sandboxes: not yet.
+  auto snaps = d.get("/api/snapshots", a.as(token));
+  EXPECT_EQ(snaps.status, 501);
+  EXPECT_THAT(snaps.body, HasSubstr("CRIU"));
+  EXPECT_EQ(d.request("POST", "/api/workspace/sandbox", a.as(token, true)).status, 501);
+}
+
+TEST(WorkspaceApi, StateChangesNeedSameOriginWhenReachedWithTheCookie) {
+  ApiDaemon a;
+  auto& d = *a.daemon;
+  auto token = a.login("bob");
+  EXPECT_EQ(d.request("POST", "/api/workspace/start", a.as(token)).status, 403);  // no Origin
+  auto cross = a.as(token);
+  cross["Origin"] = "https://evil.example";
+  EXPECT_EQ(d.request("POST", "/api/workspace/start", cross).status, 403);
+  EXPECT_EQ(d.request("POST", "/dashboard/workspace/start", cross).status, 403);
+  EXPECT_EQ(a.workspace(token)["state"], "stopped");
+  // A bearer token alone (no cookie, no Origin) is not a browser's.
+  auto r = d.request("POST", "/api/workspace/start", {{"Authorization", "Bearer " + token}});
+  EXPECT_EQ(r.status, 202) << r.body;
+  EXPECT_TRUE(a.wait_state(token, "running"));
+}
+
+TEST(WorkspaceApi, PastStartConcurrencyA429WithRetryAfter) {
+  ApiDaemon a({"--start-concurrency", "1"});
+  auto first = a.login("carol"), second = a.login("dave");
+  EXPECT_EQ(a.post("/api/workspace/start", first).status, 202);
+  EXPECT_EQ(a.post("/api/workspace/start", first).status, 202);  // joins, does not count twice
+  auto r = a.post("/api/workspace/start", second);
+  EXPECT_EQ(r.status, 429) << r.body;
+  EXPECT_EQ(r.header("retry-after"), "3");
+  EXPECT_THAT(r.body, HasSubstr("Too many workspaces are starting"));
+  EXPECT_EQ(a.workspace(second)["state"], "stopped");
+  ASSERT_TRUE(a.wait_state(first, "running"));
+  EXPECT_EQ(a.post("/api/workspace/start", second).status, 202);
+  EXPECT_TRUE(a.wait_state(second, "running"));
+}
+
+TEST(WorkspaceApi, TheDashboardShowsTheWorkspaceAndItsButtons) {
+  ApiDaemon a;
+  auto& d = *a.daemon;
+  auto token = a.login("erin");
+  auto id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = 'erin'");
+  auto page = d.get("/dashboard", a.as(token));
+  EXPECT_EQ(page.status, 200);
+  EXPECT_THAT(page.body, HasSubstr("<h2>Workspace</h2>"));
+  EXPECT_THAT(page.body, HasSubstr("data-workspace-state=\"stopped\""));
+  EXPECT_THAT(page.body, HasSubstr("action=\"/dashboard/workspace/start\""));
+  EXPECT_THAT(page.body, HasSubstr("/static/workspace."));
+  auto script = d.get("/static/workspace.js");
+  EXPECT_EQ(script.status, 200);
+  EXPECT_THAT(script.body, HasSubstr("/api/workspace/events"));
+
+  auto pressed = d.request("POST", "/dashboard/workspace/start", a.as(token, true));
+  EXPECT_EQ(pressed.status, 303);
+  EXPECT_EQ(pressed.header("location"), "/dashboard");
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  page = d.get("/dashboard", a.as(token));
+  EXPECT_THAT(page.body, HasSubstr("data-workspace-state=\"running\""));
+  EXPECT_THAT(page.body, HasSubstr("href=\"/u/" + id + "/\""));
+  EXPECT_THAT(page.body, HasSubstr("action=\"/dashboard/workspace/stop\""));
+  EXPECT_THAT(page.body, HasSubstr("Memory "));
+  EXPECT_EQ(d.request("POST", "/dashboard/workspace/stop", a.as(token, true)).status, 303);
+  EXPECT_EQ(a.workspace(token)["state"], "stopped");
+}
+
+TEST(WorkspaceApi, ASigkilledDaemonComesBackWithEveryWorkspaceRunning) {
+  ApiDaemon a;
+  auto alice = a.login("alice"), bob = a.login("bob");
+  a.post("/api/workspace/start", alice);
+  a.post("/api/workspace/start", bob);
+  ASSERT_TRUE(a.wait_state(alice, "running"));
+  ASSERT_TRUE(a.wait_state(bob, "running"));
+  auto before = a.workspace(alice);
+  TestPodman podman;
+  auto ids = [&] {
+    std::set<std::string> out;
+    for (const auto& c : podman.list({"io.feuille.instance=" + a.instance})) out.insert(c["Id"].get<std::string>());
+    return out;
+  };
+  auto containers = ids();
+  ASSERT_EQ(containers.size(), 4u);
+
+  a.daemon->process().signal(SIGKILL);
+  a.daemon->process().wait(10s);
+  auto again = a.another();
+  // Adopted as they were: same containers, same ports, nothing made anew.
+  auto after = a.workspace(alice, again.get());
+  EXPECT_EQ(after["state"], "running");
+  EXPECT_EQ(after["editor"]["port"], before["editor"]["port"]);
+  EXPECT_EQ(after["runtime"]["port"], before["runtime"]["port"]);
+  EXPECT_EQ(a.workspace(bob, again.get())["state"], "running");
+  EXPECT_EQ(ids(), containers);
+  auto health = http_request(after["editor"]["port"].get<int>(), "GET", "/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(a.post("/api/workspace/start", alice, again.get()).status, 200);  // no second workspace
+  EXPECT_EQ(ids(), containers);
+  // And watched: a crash of an adopted editor is noticed and repaired.
+  auto& db = a.daemon->db();  // the same database
+  auto alice_id = db.scalar("SELECT id::text FROM users WHERE handle = 'alice'");
+  podman.kill("feuille-ed-" + alice_id);
+  bool back = false;
+  for (int i = 0; i < 300 && !back; ++i) {
+    std::this_thread::sleep_for(100ms);
+    back = db.scalar("SELECT count(*) FROM events WHERE kind = 'ready' AND detail ? 'restarted' AND user_id = '" +
+                              alice_id + "'") == "1";
+  }
+  EXPECT_TRUE(back);
+  EXPECT_TRUE(a.wait_state(alice, "running", again.get()));
+  again->stop();
+}
+
+TEST(WorkspaceApi, PodmanGoneMeans503UntilItComesBack) {
+  TempDir dir;
+  chmod(dir.path().c_str(), 0755);
+  ::setenv("CONTAINERS_CONF", (std::string(FEUILLE_SOURCE_DIR) + "/tests/containers.conf").c_str(), 1);
+  dev::PodmanService service(dir.path() + "/podman", "runc", true);
+  service.start();
+  {
+    ApiDaemon a({}, service.url());
+    auto& d = *a.daemon;
+    auto olga = a.login("olga"), paul = a.login("paul");
+    a.post("/api/workspace/start", olga);
+    ASSERT_TRUE(a.wait_state(olga, "running"));
+    auto port = a.workspace(olga)["editor"]["port"].get<int>();
+
+    service.stop();
+    auto r = a.post("/api/workspace/start", paul);
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.header("retry-after"), "5");
+    EXPECT_THAT(r.body, HasSubstr("The compute host local cannot be reached"));
+    EXPECT_EQ(a.post("/api/workspace/stop", olga).status, 503);
+    auto ready = d.get("/readyz");
+    EXPECT_EQ(ready.status, 503);
+    EXPECT_THAT(ready.body, HasSubstr("\"host:local\":{"));
+    // What runs keeps running: the containers do not need the API service.
+    EXPECT_EQ(a.workspace(olga)["state"], "running");
+    EXPECT_EQ(http_request(port, "GET", "/health").status, 200);
+    EXPECT_EQ(a.workspace(paul)["state"], "stopped");
+
+    service.start();
+    int status = 0;
+    for (int i = 0; i < 100 && status != 200; ++i) {
+      status = d.get("/readyz").status;
+      if (status != 200) std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(status, 200);
+    EXPECT_EQ(a.post("/api/workspace/start", paul).status, 202);
+    EXPECT_TRUE(a.wait_state(paul, "running"));
+    EXPECT_EQ(a.workspace(olga)["state"], "running");
+    d.stop();
+  }
+  service.stop();
+}
