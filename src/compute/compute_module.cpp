@@ -282,7 +282,12 @@ std::string ComputeModule::dashboard_section(const auth::Identity& me, const nlo
   if (doc["reason"].is_string()) h += "<p class=\"reason\">" + html_escape(doc["reason"].get<std::string>()) + "</p>";
   const auto& rt = doc["runtime"];
   if (state == "running") {
-    auto mib = [](const nlohmann::json& v) { return std::to_string(v.get<std::uint64_t>() >> 20) + " MiB"; };
+    auto mib = [](const nlohmann::json& v) {
+      char buf[32];
+      double m = static_cast<double>(v.get<std::uint64_t>()) / (1 << 20);
+      std::snprintf(buf, sizeof buf, m < 10 ? "%.1f MiB" : "%.0f MiB", m);
+      return std::string(buf);
+    };
     std::string usage;
     if (rt["memory_bytes"].is_number() && rt["memory_limit_bytes"].is_number())
       usage = "Memory " + mib(rt["memory_bytes"]) + " of " + mib(rt["memory_limit_bytes"]);

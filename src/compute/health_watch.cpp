@@ -161,6 +161,8 @@ void WorkspaceManager::editor_refused(const std::string& user_id) {
 }
 
 asio::awaitable<void> WorkspaceManager::probe_workspace(WorkspacePtr ws) {
+  // Spawned: things may have moved since it was decided.
+  if (ws->probing || ws->op || ws->state != State::running || !ws->editor || !ws->runtime || stopping_) co_return;
   ws->probing = true;
   struct Reset {
     Workspace& ws;
