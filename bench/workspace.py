@@ -219,10 +219,23 @@ def vm(pid, key):
     return 0
 
 
+def start_durations(f):
+    """(count, sum) of feuilled's successful start durations so far (/metrics)."""
+    _, body = f.request("GET", "/metrics")
+    values = {}
+    for line in body.decode().splitlines():
+        for key in ("feuille_workspace_start_duration_seconds_count", "feuille_workspace_start_duration_seconds_sum"):
+            if line.startswith(key + " "):
+                values[key] = float(line.split()[1])
+    return values.get("feuille_workspace_start_duration_seconds_count", 0), \
+        values.get("feuille_workspace_start_duration_seconds_sum", 0)
+
+
 def fifty(args):
     f = Feuilled(args.port)
     cookies = [f.login(f"crowd{n}", 100 + n) for n in range(args.users)]
     rss_before = vm(args.pid, "VmRSS")
+    count0, sum0 = start_durations(f)
     retries = [0]
     lock = threading.Lock()
 
@@ -260,6 +273,10 @@ def fifty(args):
     running = len(cookies) - len(failed)
     print(f"{len(cookies)} users at once: {running} running, {len(failed)} failed, wall {wall:.1f} s, "
           f"{retries[0]} retries after 429")
+    count1, sum1 = start_durations(f)
+    if count1 > count0:
+        print(f"one start took {(sum1 - sum0) / (count1 - count0):.2f} s on average "
+              f"(feuille_workspace_start_duration_seconds over {int(count1 - count0)} starts)")
     print(f"feuilled RSS: {rss_before // 1024} MiB before, peak (VmHWM) {vm(args.pid, 'VmHWM') // 1024} MiB, "
           f"now {vm(args.pid, 'VmRSS') // 1024} MiB")
     t1 = time.monotonic()
