@@ -18,7 +18,9 @@
 
 #include "feuille/errors.hpp"
 #include "http/client_address.hpp"
+#include "http/io.hpp"
 #include "http/responses.hpp"
+#include "util/deadline.hpp"
 #include "util/logging.hpp"
 #include "util/spawn.hpp"
 #include "util/units.hpp"
@@ -31,56 +33,25 @@ namespace {
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-// One client connection. A single timer enforces the deadline of whichever
-// phase the connection is in (waiting, reading the header, writing); it is
-// re-armed only when a deadline moves earlier, so a keep-alive request costs
-// at most one timer operation. On expiry it cancels the socket's operations
-// (the socket stays open, so a 408 can still be written).
-struct Connection : std::enable_shared_from_this<Connection> {
-  explicit Connection(tcp::socket s) : stream(std::move(s)), timer(stream.get_executor()) {}
+// One client connection. Its Deadline enforces whichever phase's deadline
+// applies; on expiry it cancels the socket's operations (the socket stays
+// open, so a 408 can still be written).
+struct Connection {
+  explicit Connection(tcp::socket s)
+      : stream(std::move(s)), deadline(Deadline::create(stream.get_executor(), [this] { cancel_io(); })) {}
+  ~Connection() { deadline->stop(); }
 
   beast::tcp_stream stream;
-  asio::steady_timer timer;
-  Clock::time_point deadline = Clock::time_point::max();
-  Clock::time_point armed_at = Clock::time_point::max();  // expiry of the pending wait
-  unsigned generation = 0;
-  bool timed_out = false;
-  bool idle = true;     // between requests: closed at once on shutdown
-  bool finished = false;
-  std::string head;     // serialized response header, reused across requests
+  std::shared_ptr<Deadline> deadline;
+  bool idle = true;  // between requests: closed at once on shutdown
+  std::string head;  // serialized response header, reused across requests
 
-  void arm(Duration d) {
-    timed_out = false;
-    deadline = Clock::now() + d;
-    if (deadline < armed_at) wait_until(deadline);
-  }
-  void disarm() { deadline = Clock::time_point::max(); }
-  void finish() {
-    finished = true;
-    ++generation;
-    timer.cancel();
-  }
+  void arm(Duration d) { deadline->arm(d); }
+  void disarm() { deadline->disarm(); }
+  bool timed_out() const { return deadline->expired(); }
   void cancel_io() {
     beast::error_code ignored;
     stream.socket().cancel(ignored);
-  }
-
- private:
-  void wait_until(Clock::time_point t) {
-    armed_at = t;
-    timer.expires_at(t);
-    timer.async_wait([self = shared_from_this(), gen = ++generation](beast::error_code ec) {
-      if (gen != self->generation || self->finished) return;  // superseded
-      self->armed_at = Clock::time_point::max();
-      if (ec) return;
-      if (self->deadline == Clock::time_point::max()) return;
-      if (Clock::now() >= self->deadline) {
-        self->timed_out = true;
-        self->cancel_io();
-      } else {
-        self->wait_until(self->deadline);
-      }
-    });
   }
 };
 
@@ -201,20 +172,8 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Writes all of `bufs`: first straight away without blocking (a small
-  // response usually fits in the socket buffer, which saves a trip through the
-  // scheduler), then asynchronously for what is left.
   asio::awaitable<beast::error_code> write_all(Connection& c, std::array<asio::const_buffer, 2> bufs) {
-    beast::error_code ec;
-    std::size_t n = c.stream.socket().write_some(bufs, ec);
-    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
-    std::size_t first = std::min(n, bufs[0].size());
-    bufs[0] += first;
-    bufs[1] += n - first;
-    if (bufs[0].size() + bufs[1].size() == 0) co_return beast::error_code{};
-    c.arm(options.write_timeout);
-    std::tie(ec, n) = co_await asio::async_write(c.stream.socket(), bufs, tuple_awaitable);
-    co_return ec;
+    co_return co_await write_fully(c.stream.socket(), bufs, *c.deadline, options.write_timeout);
   }
 
   // Writes a buffered response with one gathered write; returns the error.
@@ -311,7 +270,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       std::list<std::weak_ptr<Connection>>::iterator it;
       Connection& c;
       ~Cleanup() {
-        c.finish();
+        c.deadline->stop();
         beast::error_code ignored;
         c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
         c.stream.socket().close(ignored);
@@ -354,7 +313,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         ctx.client = peer_text;
         if (ec == bh::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
           co_return;
-        if (conn->timed_out || ec == asio::error::operation_aborted) {
+        if (conn->timed_out() || ec == asio::error::operation_aborted) {
           if (stopping || conn->idle) co_return;  // nothing of a request arrived: close quietly
           Response res = json_error(408, "request header not received in time");
           co_await write_final(*conn, std::move(res));
@@ -410,7 +369,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       const std::string* route_class = route ? &route->route_class : &unmatched_class;
 
       if (route && route->stream_handler) {
-        Exchange ex{conn->stream, buffer, parser, ctx};
+        Exchange ex{conn->stream, buffer, parser, ctx, *conn->deadline};
         conn->disarm();  // the handler sets its own deadlines
         std::optional<Response> failure;  // answered here when the handler wrote nothing yet
         try {
@@ -467,7 +426,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
             read_ok = false;
             keep_alive = false;
             if (bec == bh::error::body_limit) res = json_error(413, "request body too large (limit 1 MiB)");
-            else if (conn->timed_out) res = json_error(408, "request body not received in time");
+            else if (conn->timed_out()) res = json_error(408, "request body not received in time");
             else if (bec == bh::error::end_of_stream || bec == asio::error::eof || bec == asio::error::connection_reset)
               co_return;
             else res = json_error(400, "malformed request body: " + bec.message());

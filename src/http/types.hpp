@@ -16,6 +16,8 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "util/deadline.hpp"
+
 namespace feuille::http {
 
 namespace asio = boost::asio;
@@ -69,9 +71,13 @@ using Handler = std::function<asio::awaitable<Response>(Request&, RequestContext
 // proxy, streamed files and Server-Sent Events.
 struct Exchange {
   beast::tcp_stream& stream;
-  beast::flat_buffer& buffer;
+  beast::flat_buffer& buffer;  // bytes read past the header (start of the body, pipelined requests)
   HeaderParser& parser;
   RequestContext& ctx;
+  // The connection's deadline: disarmed when the handler starts; on expiry it
+  // cancels the client socket's operations (the handler sees
+  // operation_aborted and deadline.expired()).
+  Deadline& deadline;
   // Filled in by the handler for the access log and the connection's fate.
   unsigned status = 0;
   std::uint64_t bytes = 0;

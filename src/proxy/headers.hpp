@@ -1,0 +1,61 @@
+#pragma once
+// The header rules of the reverse proxy (SPEC.md section 3), as pure
+// functions over Beast headers that write wire text.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "http/types.hpp"
+
+namespace feuille::proxy {
+
+// How a message body is delimited on the wire.
+struct Framing {
+  enum Kind { none, sized, chunked, until_close } kind = none;
+  std::uint64_t length = 0;
+};
+
+// Request framing from a parsed request header (Beast validated it).
+Framing request_framing(const http::HeaderParser& parser);
+
+// True for a WebSocket (or other) upgrade request: Connection: upgrade and an
+// Upgrade header.
+bool is_upgrade(const http::bh::request_header<>& h);
+
+// Methods a viewer may use (besides WebSocket upgrades).
+bool is_safe_method(http::bh::verb m);
+// Methods retried once on a fresh upstream connection when a pooled one
+// turns out to be closed.
+bool is_idempotent(http::bh::verb m);
+
+struct ForwardInfo {
+  std::string_view target;      // upstream target: "/rest?query", byte for byte
+  std::string_view client;      // the client's address (after trusted proxies)
+  std::string_view proto;       // "http" or "https" (public-url's scheme)
+  std::string_view user_id;     // X-Feuille-User: the caller
+  std::string_view role;        // X-Feuille-Role: owner, editor or viewer
+  std::string_view token;       // X-Token: the editor's secret
+  std::string_view request_id;  // X-Request-Id
+};
+
+// Serializes the request header sent upstream: hop-by-hop headers and those
+// named in Connection removed; incoming X-Feuille-*, X-Token, X-Forwarded-*,
+// Expect, Authorization: Bearer and body framing removed; the
+// feuille_session cookie removed from Cookie (others kept); X-Forwarded-*,
+// X-Feuille-User, X-Feuille-Role, X-Token, X-Request-Id added; framing and
+// Connection set (keep-alive, or Upgrade for an upgrade).
+void write_upstream_request(const http::bh::request_header<>& in, const ForwardInfo& info, Framing body,
+                            bool upgrade, std::string& out);
+
+// Serializes the response header sent to the client: hop-by-hop headers and
+// those named in Connection removed (kept for a 101: Upgrade, Connection),
+// Set-Cookie headers for feuilled's own cookies (feuille_*) dropped, framing
+// and Connection set by the proxy.
+void write_client_response(const http::bh::response_header<>& in, Framing body, bool keep_alive, std::string& out);
+
+// The Cookie header value without the feuille_session pair (nullopt when
+// nothing is left).
+std::optional<std::string> strip_session_cookie(std::string_view cookie);
+
+}  // namespace feuille::proxy

@@ -1,0 +1,622 @@
+#include "proxy/reverse_proxy.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include <charconv>
+
+#include "feuille/errors.hpp"
+#include "http/io.hpp"
+#include "http/page.hpp"
+#include "http/responses.hpp"
+#include "http/static_assets.hpp"
+#include "proxy/ws_frames.hpp"
+#include "util/logging.hpp"
+#include "util/spawn.hpp"
+
+namespace feuille::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bh = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kChunk = 64 * 1024;
+
+bool valid_uuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+std::string login_location(std::string_view target) {
+  return "/login?next=" + boost::urls::encode(target, boost::urls::unreserved_chars);
+}
+
+// Reads the next piece of a body through `parser` into [data, data + cap):
+// bytes already buffered first, the socket only when more are needed (and
+// `may_read`). Returns the bytes produced; 0 with no error means the body is
+// complete (or, without `may_read`, that nothing was buffered).
+template <class Parser>
+asio::awaitable<std::pair<beast::error_code, std::size_t>> read_piece(tcp::socket& socket, beast::flat_buffer& buffer,
+                                                                       Parser& parser, char* data, std::size_t cap,
+                                                                       Deadline& deadline, Duration idle,
+                                                                       bool may_read = true) {
+  auto& body = parser.get().body();
+  body.data = data;
+  body.size = cap;
+  for (;;) {
+    while (buffer.size() > 0 && !parser.is_done()) {
+      beast::error_code ec;
+      std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == bh::error::need_buffer) break;
+      if (ec == bh::error::need_more) break;
+      if (ec) co_return std::pair{ec, std::size_t{0}};
+      if (used == 0) break;
+    }
+    std::size_t produced = cap - body.size;
+    if (produced > 0 || parser.is_done() || !may_read) co_return std::pair{beast::error_code{}, produced};
+    deadline.arm(idle);
+    auto [ec, n] = co_await socket.async_read_some(buffer.prepare(kChunk), tuple_awaitable);
+    deadline.disarm();
+    if (ec == asio::error::eof) {
+      beast::error_code eof_ec;
+      parser.put_eof(eof_ec);  // completes a body delimited by the end of the connection
+      if (eof_ec) co_return std::pair{eof_ec, std::size_t{0}};
+      co_return std::pair{beast::error_code{}, std::size_t{0}};
+    }
+    if (ec) co_return std::pair{ec, std::size_t{0}};
+    buffer.commit(n);
+  }
+}
+
+// "1a2b\r\n" for a chunk of n bytes, after the previous chunk's CRLF.
+std::string_view chunk_prefix(char (&buf)[24], std::size_t n, bool first) {
+  char* p = buf;
+  if (!first) {
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  p = std::to_chars(p, buf + sizeof buf - 2, n, 16).ptr;
+  *p++ = '\r';
+  *p++ = '\n';
+  return {buf, static_cast<std::size_t>(p - buf)};
+}
+
+}  // namespace
+
+struct ReverseProxy::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : requests(prometheus::BuildCounter()
+                     .Name("feuille_proxy_requests_total")
+                     .Help("Proxied requests by the status the client got")
+                     .Register(r)),
+        bytes(prometheus::BuildCounter().Name("feuille_proxy_bytes_total").Help("Bytes relayed, by direction").Register(r)),
+        bytes_up(bytes.Add({{"direction", "to_editor"}})),
+        bytes_down(bytes.Add({{"direction", "to_client"}})),
+        websockets(prometheus::BuildGauge()
+                       .Name("feuille_proxy_websockets_open")
+                       .Help("WebSocket tunnels open")
+                       .Register(r)
+                       .Add({})),
+        frames(prometheus::BuildCounter()
+                   .Name("feuille_proxy_websocket_data_frames_total")
+                   .Help("WebSocket data frames from browsers (counted as activity)")
+                   .Register(r)
+                   .Add({})),
+        connect_errors(prometheus::BuildCounter()
+                           .Name("feuille_proxy_upstream_connect_errors_total")
+                           .Help("Editors that could not be reached")
+                           .Register(r)
+                           .Add({})),
+        ttfb(prometheus::BuildHistogram()
+                 .Name("feuille_proxy_time_to_first_byte_seconds")
+                 .Help("From the request header to the editor's response header")
+                 .Register(r)
+                 .Add({}, http::Metrics::latency_buckets())) {}
+
+  void count(unsigned status) {
+    auto& c = by_status[status];
+    if (!c) c = &requests.Add({{"code", std::to_string(status)}});
+    c->Increment();
+  }
+
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Counter>& bytes;
+  prometheus::Counter& bytes_up;
+  prometheus::Counter& bytes_down;
+  prometheus::Gauge& websockets;
+  prometheus::Counter& frames;
+  prometheus::Counter& connect_errors;
+  prometheus::Histogram& ttfb;
+  std::unordered_map<unsigned, prometheus::Counter*> by_status;
+};
+
+struct ReverseProxy::Outcome {
+  bool upstream_failed = false;  // the editor failed before any response byte reached the client
+  bool reusable = false;         // the upstream connection can serve another request
+  bool upgraded = false;
+};
+
+ReverseProxy::ReverseProxy(app::ModuleContext& ctx, WorkspaceGateway& gateway, ProxyOptions options)
+    : ctx_(ctx),
+      gateway_(gateway),
+      options_(options),
+      proto_(ctx.config.public_url.rfind("https://", 0) == 0 ? "https" : "http"),
+      pool_(ctx.executor, options.max_idle_upstream, options.upstream_idle),
+      scratch_(kChunk),
+      metrics_(std::make_unique<Metrics>(ctx.metrics.registry())),
+      sweep_timer_(ctx.executor) {
+  ctx.router.add({}, "/u/{id}", "proxy", [](http::Request& req, http::RequestContext& c) -> asio::awaitable<http::Response> {
+    std::string location = std::string(c.path) + "/";
+    if (!c.query.empty()) location += "?" + std::string(c.query);
+    (void)req;
+    co_return http::redirect(301, location);
+  });
+  ctx.router.add_stream({}, "/u/{id}/{rest*}", "proxy", [this](http::Exchange& ex) { return handle(ex); });
+}
+
+ReverseProxy::~ReverseProxy() = default;
+
+asio::awaitable<void> ReverseProxy::start() {
+  spawn(ctx_.executor, sweep_loop(), logger("proxy"), "proxy pool sweep");
+  co_return;
+}
+
+void ReverseProxy::stop() {
+  stopping_ = true;
+  sweep_timer_.cancel();
+  pool_.close_all();
+}
+
+asio::awaitable<void> ReverseProxy::sweep_loop() {
+  while (!stopping_) {
+    sweep_timer_.expires_after(std::chrono::seconds(2));
+    if (auto [ec] = co_await sweep_timer_.async_wait(tuple_awaitable); ec) co_return;
+    pool_.sweep();
+  }
+}
+
+asio::awaitable<bool> ReverseProxy::user_exists(const std::string& id) {
+  if (known_users_.count(id)) co_return true;
+  bool exists = co_await ctx_.db.run([id](pqxx::work& w) {
+    return !w.exec_params("SELECT 1 FROM users WHERE id::text = $1", id).empty();
+  });
+  if (exists) known_users_.insert(id);
+  co_return exists;
+}
+
+asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
+  auto& h = ex.parser.get();
+  const bool browser = http::is_browser_page(h);
+  auto answer = [&](http::Response res) -> asio::awaitable<void> {
+    metrics_->count(res.result_int());
+    co_await http::respond(ex, res, false);
+  };
+  auto page = [&](unsigned status, std::string_view title, std::string_view message) {
+    return browser ? http::html_response(status, http::error_page(status, title, message))
+                   : http::json_error(status, message);
+  };
+
+  std::string owner(ex.ctx.params.get("id"));
+  if (!valid_uuid(owner)) {
+    http::Response res = page(404, "Not Found", "There is nothing at this address.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+
+  // Who is calling, and may they?
+  auto caller = co_await ctx_.authenticator->identify(h);
+  if (!caller) {
+    http::Response res = browser ? http::redirect(302, login_location(ex.ctx.target))
+                                 : http::json_error(401, "sign in to reach this workspace");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  ex.ctx.user = caller->id;
+  auto role = co_await ctx_.authenticator->workspace_role(caller->id, owner);
+  if (!role) {
+    bool exists = co_await user_exists(owner);
+    http::Response res = exists ? page(403, "Forbidden", "This workspace is not shared with you.")
+                                : page(404, "Not Found", "There is nothing at this address.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  const bool upgrade = is_upgrade(h);
+  const bool safe = is_safe_method(h.method());
+  if (*role == auth::Role::viewer && !safe && !upgrade) {
+    http::Response res = page(403, "Forbidden", "You can read this workspace but not change it.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  // No cross-site WebSocket hijacking or request forgery into a workspace.
+  if ((upgrade || !safe) && h.find(bh::field::origin) != h.end() && !ctx_.authenticator->same_origin(h)) {
+    http::Response res = page(403, "Forbidden", "Cross-site requests to a workspace are refused.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+
+  // One tenant cannot take every connection.
+  auto& active = active_[owner];
+  if (active >= options_.max_per_user) {
+    http::Response res = page(429, "Too Many Requests", "Too many connections to this workspace at once.");
+    res.set(bh::field::retry_after, "1");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  ++active;
+  struct Release {
+    ReverseProxy& p;
+    std::string owner;
+    ~Release() {
+      if (auto it = p.active_.find(owner); it != p.active_.end() && --it->second == 0) p.active_.erase(it);
+    }
+  } release{*this, owner};
+
+  // The editor: running, on its way (wait), or stopped (the owner starts it).
+  auto editor = gateway_.editor(owner);
+  if (!editor) {
+    auto phase = gateway_.phase(owner);
+    bool is_owner = *role == auth::Role::owner;
+    if ((phase == WorkspacePhase::stopped || phase == WorkspacePhase::failed) && is_owner) {
+      co_await gateway_.start(owner);
+      if (browser) {
+        http::Response res = http::html_response(
+            503, http::page("Starting your workspace",
+                            "<main class=\"starting\"><h1>Starting your workspace</h1>"
+                            "<p id=\"status\">Your editor and Python runtime are starting. This page reloads "
+                            "when they are ready.</p><p><a href=\"\">Reload</a> · <a href=\"/dashboard\">Dashboard</a>"
+                            "</p></main>",
+                            {"", "<meta http-equiv=\"refresh\" content=\"10\"><script src=\"" +
+                                     http::StaticAssets::instance().url("starting.js") + "\" defer></script>"}));
+        res.set(bh::field::retry_after, "5");
+        co_await answer(std::move(res));
+        co_return;
+      }
+      phase = WorkspacePhase::on_its_way;
+    }
+    if (phase == WorkspacePhase::on_its_way) editor = co_await gateway_.wait_running(owner, options_.start_wait);
+    if (!editor) {
+      http::Response res = page(503, "Workspace not running",
+                                is_owner ? "Your workspace is not running yet; try again in a moment."
+                                         : "This workspace is not running; its owner can start it.");
+      res.set(bh::field::retry_after, "5");
+      co_await answer(std::move(res));
+      co_return;
+    }
+  }
+  gateway_.activity(owner);
+
+  // The upstream request.
+  std::string_view rest = ex.ctx.params.get("rest");
+  std::string target = "/" + std::string(rest);
+  if (!ex.ctx.query.empty()) target += "?" + std::string(ex.ctx.query);
+  ForwardInfo info{target, ex.ctx.client, proto_, caller->id, auth::to_string(*role), editor->token,
+                   ex.ctx.request_id};
+  const bool retryable = is_idempotent(h.method()) && !upgrade && request_framing(ex.parser).kind == Framing::none;
+
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<UpstreamConnection> up;
+    boost::system::error_code connect_error;
+    try {
+      up = co_await pool_.get(*editor, options_.connect_timeout);
+    } catch (const boost::system::system_error& e) {
+      connect_error = e.code();
+    }
+    if (connect_error) {
+      metrics_->connect_errors.Increment();
+      logger("proxy")->warn("rid={} editor of {} unreachable at {}: {}", ex.ctx.request_id, owner, editor->key(),
+                            connect_error.message());
+      gateway_.editor_unreachable(owner);
+      http::Response res = page(502, "Bad Gateway", "The editor is not answering. Try again in a moment.");
+      res.set(bh::field::retry_after, "2");
+      co_await answer(std::move(res));
+      co_return;
+    }
+    bool reused = up->reused;
+    Outcome out = co_await relay(ex, *up, info, owner);
+    if (out.upstream_failed) {
+      if (reused && retryable && attempt == 0) continue;  // a pooled connection the editor had closed
+      gateway_.editor_unreachable(owner);
+      http::Response res = page(502, "Bad Gateway", "The editor dropped the request. Try again in a moment.");
+      res.set(bh::field::retry_after, "2");
+      co_await answer(std::move(res));
+      co_return;
+    }
+    metrics_->count(ex.status);
+    if (out.upgraded) {
+      metrics_->websockets.Increment();
+      co_await tunnel(ex, *up, owner);
+      metrics_->websockets.Decrement();
+      ex.keep_alive = false;
+    } else if (out.reusable && !stopping_) {
+      pool_.put(std::move(up));
+    }
+    co_return;
+  }
+}
+
+asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, UpstreamConnection& up,
+                                                           const ForwardInfo& info, const std::string& owner) {
+  (void)owner;
+  Outcome out;
+  auto& h = ex.parser.get();
+  const bool upgrade = is_upgrade(h);
+  const bool head = h.method() == bh::verb::head;
+  const bool client_keep_alive = h.keep_alive();
+  const bool client_http11 = h.version() >= 11;
+  const bool expect_continue = beast::iequals(h[bh::field::expect], "100-continue");
+  const Framing request_body = request_framing(ex.parser);
+  auto& client = ex.stream.socket();
+  const auto started = Clock::now();
+
+  std::string text;
+  write_upstream_request(h, info, request_body, upgrade, text);
+  auto ec = co_await http::write_fully(up.socket, std::array<asio::const_buffer, 1>{asio::buffer(text)}, *up.deadline,
+                                       options_.idle_timeout);
+  if (ec) {
+    out.upstream_failed = true;
+    co_return out;
+  }
+
+  std::unique_ptr<char[]> chunk;
+  auto chunk_buffer = [&] {
+    if (!chunk) chunk.reset(new char[kChunk]);
+    return chunk.get();
+  };
+
+  // The request body, streamed through a bounded buffer.
+  if (request_body.kind != Framing::none) {
+    if (expect_continue) {
+      static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+      ec = co_await http::write_fully(client, std::array<asio::const_buffer, 1>{asio::buffer(cont)}, ex.deadline,
+                                      options_.idle_timeout);
+      if (ec) co_return out;
+    }
+    bh::request_parser<bh::buffer_body> body{std::move(ex.parser)};
+    body.body_limit(boost::none);
+    bool first = true;
+    for (;;) {
+      auto [rec, n] = co_await read_piece(client, ex.buffer, body, chunk_buffer(), kChunk, ex.deadline,
+                                          options_.idle_timeout);
+      if (rec) co_return out;  // the client went away: nothing to answer
+      if (n == 0) break;
+      metrics_->bytes_up.Increment(static_cast<double>(n));
+      char prefix[24];
+      std::string_view framing = request_body.kind == Framing::chunked ? chunk_prefix(prefix, n, first)
+                                                                       : std::string_view{};
+      first = false;
+      ec = co_await http::write_fully(up.socket,
+                                      std::array<asio::const_buffer, 2>{asio::buffer(framing), asio::buffer(chunk.get(), n)},
+                                      *up.deadline, options_.idle_timeout);
+      if (ec) {
+        out.upstream_failed = true;
+        co_return out;
+      }
+    }
+    if (request_body.kind == Framing::chunked) {
+      std::string_view end = first ? "0\r\n\r\n" : "\r\n0\r\n\r\n";
+      ec = co_await http::write_fully(up.socket, std::array<asio::const_buffer, 1>{asio::buffer(end)}, *up.deadline,
+                                      options_.idle_timeout);
+      if (ec) {
+        out.upstream_failed = true;
+        co_return out;
+      }
+    }
+  }
+
+  // The response header (skipping interim 100s, passing other 1xx on).
+  std::optional<bh::response_parser<bh::buffer_body>> rp;
+  for (;;) {
+    rp.emplace();
+    rp->header_limit(64 * 1024);
+    rp->body_limit(boost::none);
+    if (head) rp->skip(true);
+    beast::error_code hec;
+    for (;;) {
+      if (up.buffer.size() > 0) {
+        std::size_t used = rp->put(up.buffer.data(), hec);
+        up.buffer.consume(used);
+        if (hec == bh::error::need_more) hec = {};
+        else if (hec || rp->is_header_done()) break;
+      }
+      up.deadline->arm(options_.idle_timeout);
+      auto [rec, n] = co_await up.socket.async_read_some(up.buffer.prepare(16 * 1024), tuple_awaitable);
+      up.deadline->disarm();
+      if (rec) {
+        hec = rec;
+        break;
+      }
+      up.buffer.commit(n);
+    }
+    if (hec) {
+      out.upstream_failed = true;
+      co_return out;
+    }
+    unsigned status = rp->get().result_int();
+    if (status == 100) continue;
+    if (status == 101 || status >= 200) break;
+    write_client_response(rp->get().base(), {}, true, text);  // 102, 103...: passed on
+    ec = co_await http::write_fully(client, std::array<asio::const_buffer, 1>{asio::buffer(text)}, ex.deadline,
+                                    options_.idle_timeout);
+    if (ec) co_return out;
+  }
+  metrics_->ttfb.Observe(std::chrono::duration<double>(Clock::now() - started).count());
+  auto& res = rp->get();
+  unsigned status = res.result_int();
+  ex.status = status;
+
+  if (status == 101) {
+    if (!upgrade) {
+      out.upstream_failed = true;  // an upgrade nobody asked for
+      co_return out;
+    }
+    write_client_response(res.base(), {}, false, text);
+    ec = co_await http::write_fully(client, std::array<asio::const_buffer, 1>{asio::buffer(text)}, ex.deadline,
+                                    options_.idle_timeout);
+    out.upgraded = !ec;
+    co_return out;
+  }
+
+  // Framing towards the client.
+  Framing down;
+  bool no_body = head || status == 204 || status == 304;
+  if (no_body) {
+    if (head && rp->content_length()) down = {Framing::sized, *rp->content_length()};
+  } else if (rp->content_length()) {
+    down = {Framing::sized, *rp->content_length()};
+  } else if (client_http11) {
+    down = {Framing::chunked, 0};
+  } else {
+    down = {Framing::until_close, 0};
+  }
+  bool keep_alive = client_keep_alive && down.kind != Framing::until_close && !stopping_;
+  // (A HEAD answer keeps the Content-Length of the GET it describes, and has no body.)
+  write_client_response(res.base(), down, keep_alive, text);
+
+  // The first piece of the body, if already here, goes out with the header.
+  std::size_t n = 0;
+  if (!no_body && !rp->is_done()) {
+    auto [rec, got] = co_await read_piece(up.socket, up.buffer, *rp, chunk_buffer(), kChunk, *up.deadline,
+                                          options_.idle_timeout, false);
+    if (rec) {
+      out.upstream_failed = true;
+      co_return out;
+    }
+    n = got;
+  }
+  bool chunked = down.kind == Framing::chunked;
+  bool first = true;
+  char prefix[24];
+  std::string_view framing = chunked && n > 0 ? chunk_prefix(prefix, n, true) : std::string_view{};
+  if (n > 0) first = false;
+  ec = co_await http::write_fully(
+      client,
+      std::array<asio::const_buffer, 3>{asio::buffer(text), asio::buffer(framing),
+                                        asio::buffer(chunk ? chunk.get() : nullptr, n)},
+      ex.deadline, options_.idle_timeout);
+  std::uint64_t sent = n;
+  if (ec) {
+    ex.keep_alive = false;
+    co_return out;
+  }
+
+  // The rest of the body, piece by piece: the next read waits for the write.
+  while (!no_body && !rp->is_done()) {
+    auto [rec, got] = co_await read_piece(up.socket, up.buffer, *rp, chunk_buffer(), kChunk, *up.deadline,
+                                          options_.idle_timeout);
+    if (rec) {
+      // The editor broke off mid-response: the client must not take a short
+      // body for a whole one, so its connection closes too.
+      ex.keep_alive = false;
+      ex.bytes = sent;
+      metrics_->bytes_down.Increment(static_cast<double>(sent));
+      co_return out;
+    }
+    if (got == 0) break;
+    framing = chunked ? chunk_prefix(prefix, got, first) : std::string_view{};
+    first = false;
+    ec = co_await http::write_fully(
+        client, std::array<asio::const_buffer, 2>{asio::buffer(framing), asio::buffer(chunk.get(), got)}, ex.deadline,
+        options_.idle_timeout);
+    if (ec) {
+      ex.keep_alive = false;
+      ex.bytes = sent;
+      metrics_->bytes_down.Increment(static_cast<double>(sent));
+      co_return out;
+    }
+    sent += got;
+  }
+  if (chunked) {
+    std::string_view end = first ? "0\r\n\r\n" : "\r\n0\r\n\r\n";
+    ec = co_await http::write_fully(client, std::array<asio::const_buffer, 1>{asio::buffer(end)}, ex.deadline,
+                                    options_.idle_timeout);
+  }
+  metrics_->bytes_down.Increment(static_cast<double>(sent));
+  ex.bytes = sent;
+  ex.keep_alive = keep_alive && !ec;
+  out.reusable = rp->is_done() && rp->keep_alive() && up.buffer.size() == 0;
+  co_return out;
+}
+
+asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnection& up, const std::string& owner) {
+  auto& client = ex.stream.socket();
+  // Bytes that came with the upgrade on either side go first.
+  FrameCounter from_browser;
+  if (ex.buffer.size() > 0) {
+    auto data = ex.buffer.data();
+    if (from_browser.feed({static_cast<const std::uint8_t*>(data.data()), data.size()})) gateway_.activity(owner);
+    auto ec = co_await http::write_fully(up.socket, std::array<asio::const_buffer, 1>{data}, *up.deadline,
+                                         options_.idle_timeout);
+    if (ec) co_return;
+    ex.buffer.consume(ex.buffer.size());
+  }
+  if (up.buffer.size() > 0) {
+    auto ec = co_await http::write_fully(client, std::array<asio::const_buffer, 1>{up.buffer.data()}, ex.deadline,
+                                         options_.idle_timeout);
+    if (ec) co_return;
+    up.buffer.consume(up.buffer.size());
+  }
+  // An idle tunnel holds no buffers.
+  ex.buffer.shrink_to_fit();
+  up.buffer.shrink_to_fit();
+  up.deadline->disarm();
+  ex.deadline.disarm();
+  co_await (pump(client, up.socket, &from_browser, &owner) || pump(up.socket, client, nullptr, nullptr));
+  beast::error_code ignored;
+  up.socket.shutdown(tcp::socket::shutdown_both, ignored);
+  up.socket.close(ignored);
+}
+
+// Relays bytes one way until either side goes. It waits for readability with
+// no buffer, reads what is there into the loop's one scratch buffer and
+// writes it on at once; only when the other side cannot take it all is the
+// rest copied and written asynchronously. An idle tunnel costs no buffer.
+asio::awaitable<void> ReverseProxy::pump(tcp::socket& from, tcp::socket& to, FrameCounter* counter,
+                                         const std::string* owner) {
+  const bool upward = counter != nullptr;
+  for (;;) {
+    auto [wec] = co_await from.async_wait(tcp::socket::wait_read, tuple_awaitable);
+    if (wec) co_return;
+    beast::error_code ec;
+    std::size_t n = from.read_some(asio::buffer(scratch_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec) co_return;
+    if (counter) {
+      // Data frames from the browser are the user's activity; pings, pongs
+      // and whatever the editor sends are not.
+      if (auto frames = counter->feed({reinterpret_cast<const std::uint8_t*>(scratch_.data()), n}); frames > 0) {
+        metrics_->frames.Increment(static_cast<double>(frames));
+        gateway_.activity(*owner);
+      }
+    }
+    (upward ? metrics_->bytes_up : metrics_->bytes_down).Increment(static_cast<double>(n));
+    std::size_t w = to.write_some(asio::buffer(scratch_.data(), n), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return;
+    if (w < n) {
+      std::vector<char> rest(scratch_.begin() + static_cast<std::ptrdiff_t>(w),
+                             scratch_.begin() + static_cast<std::ptrdiff_t>(n));
+      auto [aec, an] = co_await asio::async_write(to, asio::buffer(rest), tuple_awaitable);
+      if (aec) co_return;
+    }
+  }
+}
+
+}  // namespace feuille::proxy

@@ -1,0 +1,77 @@
+#pragma once
+// /u/{user id}/...: the in-process reverse proxy to each user's editor
+// (SPEC.md section 3). Authorizes every request (owner, or a member through an
+// invite; viewers read only), streams HTTP both ways through bounded buffers,
+// tunnels WebSockets byte for byte, pools upstream keep-alive connections,
+// starts or waits for the workspace, and counts user activity.
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "app/module.hpp"
+#include "proxy/gateway.hpp"
+#include "proxy/headers.hpp"
+#include "proxy/upstream_pool.hpp"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+template <class T>
+class Family;
+}  // namespace prometheus
+
+namespace feuille::proxy {
+
+class FrameCounter;
+
+struct ProxyOptions {
+  std::size_t max_per_user = 200;  // concurrent proxied requests + WebSockets per workspace
+  Duration connect_timeout{5'000};
+  Duration idle_timeout{600'000};  // nothing moved in either direction of an HTTP exchange
+  Duration start_wait{30'000};     // how long requests wait for a starting/waking/migrating workspace
+  std::size_t max_idle_upstream = 32;  // pooled connections per editor
+  Duration upstream_idle{4'000};       // below Node's 5 s keep-alive timeout
+};
+
+class ReverseProxy : public app::Module {
+ public:
+  ReverseProxy(app::ModuleContext& ctx, WorkspaceGateway& gateway, ProxyOptions options = {});
+  ~ReverseProxy() override;
+  std::string_view name() const override { return "proxy"; }
+  boost::asio::awaitable<void> start() override;
+  void stop() override;
+
+  // Forget pooled connections to an editor (its workspace stopped or moved).
+  void forget_editor(const std::string& key) { pool_.drop(key); }
+
+ private:
+  struct Metrics;
+  struct Outcome;
+  boost::asio::awaitable<void> handle(http::Exchange& ex);
+  boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info,
+                                        const std::string& owner);
+  boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, const std::string& owner);
+  boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
+                                    FrameCounter* counter, const std::string* owner);
+  boost::asio::awaitable<bool> user_exists(const std::string& id);
+  boost::asio::awaitable<void> sweep_loop();
+
+  app::ModuleContext ctx_;
+  WorkspaceGateway& gateway_;
+  ProxyOptions options_;
+  std::string proto_;
+  UpstreamPool pool_;
+  std::unordered_map<std::string, std::size_t> active_;  // per owner
+  std::unordered_set<std::string> known_users_;
+  std::vector<char> scratch_;  // the loop's one relay buffer (see pump)
+  std::unique_ptr<Metrics> metrics_;
+  boost::asio::steady_timer sweep_timer_;
+  bool stopping_ = false;
+};
+
+}  // namespace feuille::proxy

@@ -1,0 +1,82 @@
+#include "proxy/upstream_pool.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+namespace feuille::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+UpstreamConnection::UpstreamConnection(asio::any_io_executor ex)
+    : socket(ex), deadline(Deadline::create(ex, [this] {
+        boost::system::error_code ignored;
+        socket.cancel(ignored);
+      })) {}
+
+UpstreamConnection::~UpstreamConnection() { deadline->stop(); }
+
+UpstreamPool::UpstreamPool(asio::any_io_executor ex, std::size_t max_idle_per_editor, Duration idle_expiry)
+    : ex_(std::move(ex)), max_idle_(max_idle_per_editor), expiry_(idle_expiry) {}
+
+asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const EditorTarget& editor,
+                                                                        Duration connect_timeout) {
+  std::string key = editor.key();
+  if (auto it = idle_.find(key); it != idle_.end()) {
+    auto now = std::chrono::steady_clock::now();
+    auto& list = it->second;
+    while (!list.empty()) {
+      auto c = std::move(list.back());  // most recently used first: least likely to be closed
+      list.pop_back();
+      if (now - c->idle_since < expiry_) {
+        c->reused = true;
+        co_return c;
+      }
+    }
+  }
+  auto c = std::make_unique<UpstreamConnection>(ex_);
+  c->key = key;
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(editor.address, ec);
+  if (ec) throw boost::system::system_error(ec, "editor address " + editor.address);
+  c->deadline->arm(connect_timeout);
+  auto [cec] = co_await c->socket.async_connect(tcp::endpoint(address, editor.port),
+                                                asio::as_tuple(asio::use_awaitable));
+  if (cec) throw boost::system::system_error(c->deadline->expired() ? asio::error::timed_out : cec, "connect to editor");
+  c->socket.set_option(tcp::no_delay(true), ec);
+  c->socket.non_blocking(true, ec);
+  co_return c;
+}
+
+void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c) {
+  auto& list = idle_[c->key];
+  if (list.size() >= max_idle_) return;  // closes it
+  c->reused = false;
+  c->deadline->disarm();
+  c->idle_since = std::chrono::steady_clock::now();
+  list.push_back(std::move(c));
+}
+
+void UpstreamPool::drop(const std::string& key) { idle_.erase(key); }
+
+void UpstreamPool::sweep() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& list = it->second;
+    while (!list.empty() && now - list.front()->idle_since >= expiry_) list.pop_front();
+    it = list.empty() ? idle_.erase(it) : std::next(it);
+  }
+}
+
+void UpstreamPool::close_all() { idle_.clear(); }
+
+std::size_t UpstreamPool::idle() const {
+  std::size_t n = 0;
+  for (const auto& [k, v] : idle_) n += v.size();
+  return n;
+}
+
+}  // namespace feuille::proxy
