@@ -223,7 +223,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   }
 
   // Who is calling, and may they?
-  auto caller = co_await ctx_.authenticator->identify(h);
+  auto caller = co_await ctx_.authenticator->identify_shared(h);
   if (!caller) {
     http::Response res = browser ? http::redirect(302, login_location(ex.ctx.target))
                                  : http::json_error(401, "sign in to reach this workspace");
@@ -241,7 +241,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   }
   const bool upgrade = is_upgrade(h);
   const bool safe = is_safe_method(h.method());
-  if (*role == auth::Role::viewer && !safe && !upgrade) {
+  if (!upgrade && !auth::role_allows(*role, h.method())) {
     http::Response res = page(403, "Forbidden", "You can read this workspace but not change it.");
     co_await answer(std::move(res));
     co_return;
