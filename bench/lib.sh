@@ -50,16 +50,18 @@ bench_feuilled() {
 }
 
 # Starts nginx with the given http{} body on a free port; sets NGINX_PORT.
+# NGINX_CONNECTIONS: worker_connections (and the workers' descriptor limit).
 bench_nginx() {
   local workers=$1 body=$2
   NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   mkdir -p "$BENCH_TMP/nginx"
   cat >"$BENCH_TMP/nginx/nginx.conf" <<CONF
 worker_processes $workers;
+worker_rlimit_nofile ${NGINX_CONNECTIONS:-4096};
 daemon off;
 pid $BENCH_TMP/nginx/nginx.pid;
 error_log $BENCH_TMP/nginx/error.log;
-events { worker_connections 4096; }
+events { worker_connections ${NGINX_CONNECTIONS:-4096}; }
 http {
   access_log $BENCH_TMP/nginx/access.log;
   client_body_temp_path $BENCH_TMP/nginx/body;
@@ -80,10 +82,14 @@ CONF
   exit 1
 }
 
-# CPU ticks (user+system) of a process and all its threads.
-bench_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks (user+system) of processes (a comma-separated list of pids) and all their threads.
+bench_cpu_ticks() {
+  local total=0 pid
+  for pid in ${1//,/ }; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
 
-# Runs wrk; prints "rps p99_ms cpu_us_per_req" (cpu of PID when given).
+# Runs wrk; prints "rps p99_ms cpu_us_per_req" (cpu of PIDS when given, comma-separated).
 bench_wrk() {
   local url=$1 pid=${2:-} duration=${WRK_DURATION:-10s}
   local before=0 after=0
@@ -102,7 +108,12 @@ bench_wrk() {
   echo "$rps $p99 $cpu"
 }
 
-bench_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Resident memory of processes (a comma-separated list of pids), KiB.
+bench_rss_kib() {
+  local total=0 pid
+  for pid in ${1//,/ }; do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status"))); done
+  echo "$total"
+}
 
 # Instructions per request of a server under callgrind: runs "$@" (the server
 # command, which must listen on URL), measures total instructions with and

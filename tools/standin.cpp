@@ -22,6 +22,8 @@
 //                                      fragmentation, up to 64 MiB); the text message
 //                                      "__close CODE REASON" makes it close with CODE.
 // SIGTERM/SIGINT end it at once (it runs as PID 1 in its container).
+#include <sys/resource.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -259,6 +261,7 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
     if (o.role == "editor" && path == "/_bytes") {
       const std::uint64_t size = static_cast<std::uint64_t>(std::max(0LL, number(query_param(query, "size"), 0)));
       const bool chunked = query_param(query, "chunked") == "1";
+      const bool head = req.method() == bh::verb::head;  // the header only
       bh::response<bh::empty_body> res{bh::status::ok, version};
       res.set(bh::field::content_type, "application/octet-stream");
       if (chunked) res.chunked(true);
@@ -271,7 +274,7 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
       std::vector<char> block(64 * 1024);
       for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>('a' + i % 26);
       // 64 KiB is a multiple of 26 plus 16: keep the pattern continuous by offset.
-      for (std::uint64_t sent = 0; sent < size;) {
+      for (std::uint64_t sent = 0; !head && sent < size;) {
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size - sent, 26 * 2048));
         std::size_t off = static_cast<std::size_t>(sent % 26);
         asio::const_buffer piece(block.data() + off, n);
@@ -281,7 +284,7 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
         if (wec) co_return;
         sent += n;
       }
-      if (chunked) {
+      if (chunked && !head) {
         auto [lec, ln] = co_await asio::async_write(stream, bh::make_chunk_last(), tuple_awaitable);
         if (lec) co_return;
       }
@@ -347,6 +350,11 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, const Options& o) {
 
 int main(int argc, char** argv) {
   if (argc < 2) usage("missing role");
+  // Thousands of WebSockets in the proxy's benchmark: the hard descriptor limit.
+  if (rlimit l{}; getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_cur < l.rlim_max) {
+    l.rlim_cur = l.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &l);
+  }
   Options o;
   o.role = argv[1];
   if (o.role != "editor" && o.role != "runtime") usage("role must be editor or runtime");

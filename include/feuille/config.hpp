@@ -87,6 +87,7 @@ struct Config {
   std::string runtime_health_path = "/mrp/v1/capabilities";
   Duration start_timeout{60'000};
   int start_concurrency = 8;
+  int proxy_max_per_user = 200;
 
   // auth
   std::string github_client_id, github_client_secret;

@@ -7,6 +7,8 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <filesystem>
 #include <cstdio>
@@ -23,6 +25,7 @@
 #include "dev/podman_service.hpp"
 #include "http/core_routes.hpp"
 #include "http/server.hpp"
+#include "proxy/reverse_proxy.hpp"
 #include "util/logging.hpp"
 #include "util/spawn.hpp"
 
@@ -48,6 +51,7 @@ class Application {
             &metrics_.registry()) {}
 
   int run() {
+    raise_descriptor_limit();
     http::ServerOptions options;
     options.header_timeout = config_.header_timeout;
     options.keepalive_timeout = config_.keepalive_timeout;
@@ -107,9 +111,20 @@ class Application {
 
   // Every module, in start order (stopped in reverse). Each registers its
   // routes, readiness checks and metrics in its constructor.
+  // Every proxied WebSocket holds two descriptors: take the hard limit
+  // (systemd's LimitNOFILE) rather than the usual soft 1024.
+  void raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    rlim_t wanted = limit.rlim_max;
+    limit.rlim_cur = wanted;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) log_->warn("could not raise the descriptor limit to {}", wanted);
+  }
+
   void wire_modules(ModuleContext& ctx) {
     modules_.push_back(std::make_unique<auth::AuthModule>(ctx));  // first: sets ctx.authenticator, ctx.dashboard
     ctx.workspaces = &add<compute::ComputeModule>(ctx).workspaces();
+    modules_.push_back(std::make_unique<proxy::ReverseProxy>(ctx, *ctx.workspaces));
   }
 
   template <class M>

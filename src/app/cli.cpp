@@ -369,6 +369,9 @@ std::vector<Key> build_table() {
       [](B b) { return b.duration(&Config::start_timeout, false); });
   add("start-concurrency", Kind::value, "8", "workspace starts in flight across users", true,
       [](B b) { return b.integer(&Config::start_concurrency, 1, 1024); });
+  add("proxy-max-per-user", Kind::value, "200",
+      "proxied requests and WebSockets open at once per workspace, all callers together (429 past it)", true,
+      [](B b) { return b.integer(&Config::proxy_max_per_user, 1, 1'000'000); });
 
   // auth
   add("github-client-id", Kind::value, "", "GitHub OAuth app client id (absent = GitHub sign-in off)", false,

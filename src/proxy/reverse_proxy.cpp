@@ -45,6 +45,10 @@ bool valid_uuid(std::string_view s) {
   return true;
 }
 
+bool on_its_way(compute::State s) {
+  return s == compute::State::starting || s == compute::State::waking || s == compute::State::migrating;
+}
+
 std::string login_location(std::string_view target) {
   return "/login?next=" + boost::urls::encode(target, boost::urls::unreserved_chars);
 }
@@ -155,9 +159,9 @@ struct ReverseProxy::Outcome {
   bool upgraded = false;
 };
 
-ReverseProxy::ReverseProxy(app::ModuleContext& ctx, WorkspaceGateway& gateway, ProxyOptions options)
+ReverseProxy::ReverseProxy(app::ModuleContext& ctx, compute::Workspaces& workspaces, ProxyOptions options)
     : ctx_(ctx),
-      gateway_(gateway),
+      workspaces_(workspaces),
       options_(options),
       proto_(ctx.config.public_url.rfind("https://", 0) == 0 ? "https" : "http"),
       pool_(ctx.executor, options.max_idle_upstream, options.upstream_idle),
@@ -196,11 +200,26 @@ asio::awaitable<void> ReverseProxy::sweep_loop() {
 
 asio::awaitable<bool> ReverseProxy::user_exists(const std::string& id) {
   if (known_users_.count(id)) co_return true;
-  bool exists = co_await ctx_.db.run([id](pqxx::work& w) {
+  bool exists = co_await ctx_.db.run([&id](pqxx::work& w) {  // by reference: GCC 12 (architecture.md)
     return !w.exec_params("SELECT 1 FROM users WHERE id::text = $1", id).empty();
   });
   if (exists) known_users_.insert(id);
   co_return exists;
+}
+
+// Polls the workspace's state (from memory) until it runs, stops being on
+// its way, or `limit` passes: for members, who must not start it.
+asio::awaitable<std::optional<compute::EditorTarget>> ReverseProxy::wait_running(const std::string& owner,
+                                                                                 Duration limit) {
+  const auto deadline = Clock::now() + limit;
+  asio::steady_timer timer(ctx_.executor);
+  for (;;) {
+    auto editor = workspaces_.editor(owner);
+    if (!editor || !on_its_way(editor->state) || Clock::now() >= deadline || stopping_)
+      co_return editor;
+    timer.expires_after(std::chrono::milliseconds(100));
+    co_await timer.async_wait(tuple_awaitable);
+  }
 }
 
 asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
@@ -255,7 +274,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
 
   // One tenant cannot take every connection.
   auto& active = active_[owner];
-  if (active >= options_.max_per_user) {
+  if (active >= static_cast<std::size_t>(ctx_.config.proxy_max_per_user)) {
     http::Response res = page(429, "Too Many Requests", "Too many connections to this workspace at once.");
     res.set(bh::field::retry_after, "1");
     co_await answer(std::move(res));
@@ -270,39 +289,54 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     }
   } release{*this, owner};
 
-  // The editor: running, on its way (wait), or stopped (the owner starts it).
-  auto editor = gateway_.editor(owner);
-  if (!editor) {
-    auto phase = gateway_.phase(owner);
-    bool is_owner = *role == auth::Role::owner;
-    if ((phase == WorkspacePhase::stopped || phase == WorkspacePhase::failed) && is_owner) {
-      co_await gateway_.start(owner);
-      if (browser) {
-        http::Response res = http::html_response(
-            503, http::page("Starting your workspace",
-                            "<main class=\"starting\"><h1>Starting your workspace</h1>"
-                            "<p id=\"status\">Your editor and Python runtime are starting. This page reloads "
-                            "when they are ready.</p><p><a href=\"\">Reload</a> · <a href=\"/dashboard\">Dashboard</a>"
-                            "</p></main>",
-                            {"", "<meta http-equiv=\"refresh\" content=\"10\"><script src=\"" +
-                                     http::StaticAssets::instance().url("starting.js") + "\" defer></script>"}));
-        res.set(bh::field::retry_after, "5");
-        co_await answer(std::move(res));
-        co_return;
+  // The editor: running, on its way (wait for it), or stopped (the owner's
+  // requests start it).
+  using compute::State;
+  const bool is_owner = *role == auth::Role::owner;
+  std::optional<compute::EditorTarget> editor = workspaces_.editor(owner);
+  const State state = editor ? editor->state : State::stopped;
+  if (state != State::running) {
+    const bool startable = state == State::stopped || state == State::sleeping || state == State::failed;
+    const bool coming = on_its_way(state);
+    if (is_owner && (startable || coming)) {
+      // Starts or wakes it, or joins the operation in flight. A start is
+      // not waited for: a page load gets the starting page, which follows
+      // the events; other requests get 503 + Retry-After.
+      const Duration wait = startable ? Duration{0} : options_.start_wait;
+      try {
+        editor = co_await workspaces_.start_and_wait(owner, wait);
+      } catch (const RequestError& e) {
+        metrics_->count(e.status);  // 429 past start-concurrency, 503 when Podman is away
+        throw;
       }
-      phase = WorkspacePhase::on_its_way;
+    } else if (coming) {
+      editor = co_await wait_running(owner, options_.start_wait);  // a member waits, but never starts it
     }
-    if (phase == WorkspacePhase::on_its_way) editor = co_await gateway_.wait_running(owner, options_.start_wait);
-    if (!editor) {
-      http::Response res = page(503, "Workspace not running",
-                                is_owner ? "Your workspace is not running yet; try again in a moment."
-                                         : "This workspace is not running; its owner can start it.");
+    if (startable && is_owner && browser && editor && editor->state != State::running) {
+      http::Response res = http::html_response(
+          503, http::page("Starting your workspace",
+                          "<main class=\"starting\"><h1>Starting your workspace</h1>"
+                          "<p id=\"status\">Your editor and Python runtime are starting. This page reloads "
+                          "when they are ready.</p><p><a href=\"\">Reload</a> · <a href=\"/dashboard\">Dashboard</a>"
+                          "</p></main>",
+                          {"", "<meta http-equiv=\"refresh\" content=\"10\"><script src=\"" +
+                                   http::StaticAssets::instance().url("starting.js") + "\" defer></script>"}));
+      res.set(bh::field::retry_after, "5");
+      co_await answer(std::move(res));
+      co_return;
+    }
+    if (!editor || editor->state != State::running) {
+      std::string why = editor && editor->state == State::failed && is_owner
+                            ? "Your workspace failed: " + editor->reason + ". Start it again from the dashboard."
+                        : is_owner ? std::string("Your workspace is starting; try again in a moment.")
+                                   : std::string("This workspace is not running; its owner can start it.");
+      http::Response res = page(503, "Workspace not running", why);
       res.set(bh::field::retry_after, "5");
       co_await answer(std::move(res));
       co_return;
     }
   }
-  gateway_.activity(owner);
+  workspaces_.record_activity(owner);
 
   // The upstream request.
   std::string_view rest = ex.ctx.params.get("rest");
@@ -322,9 +356,9 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     }
     if (connect_error) {
       metrics_->connect_errors.Increment();
-      logger("proxy")->warn("rid={} editor of {} unreachable at {}: {}", ex.ctx.request_id, owner, editor->key(),
+      logger("proxy")->warn("rid={} editor of {} unreachable at {}:{}: {}", ex.ctx.request_id, owner, editor->address, editor->port,
                             connect_error.message());
-      gateway_.editor_unreachable(owner);
+      workspaces_.editor_refused(owner);
       http::Response res = page(502, "Bad Gateway", "The editor is not answering. Try again in a moment.");
       res.set(bh::field::retry_after, "2");
       co_await answer(std::move(res));
@@ -334,7 +368,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     Outcome out = co_await relay(ex, *up, info, owner);
     if (out.upstream_failed) {
       if (reused && retryable && attempt == 0) continue;  // a pooled connection the editor had closed
-      gateway_.editor_unreachable(owner);
+      workspaces_.editor_refused(owner);
       http::Response res = page(502, "Bad Gateway", "The editor dropped the request. Try again in a moment.");
       res.set(bh::field::retry_after, "2");
       co_await answer(std::move(res));
@@ -552,7 +586,8 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
   metrics_->bytes_down.Increment(static_cast<double>(sent));
   ex.bytes = sent;
   ex.keep_alive = keep_alive && !ec;
-  out.reusable = rp->is_done() && rp->keep_alive() && up.buffer.size() == 0;
+  // Not after HEAD: an editor that wrongly sends a body would poison the pool.
+  out.reusable = !head && rp->is_done() && rp->keep_alive() && up.buffer.size() == 0;
   co_return out;
 }
 
@@ -562,7 +597,7 @@ asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnectio
   FrameCounter from_browser;
   if (ex.buffer.size() > 0) {
     auto data = ex.buffer.data();
-    if (from_browser.feed({static_cast<const std::uint8_t*>(data.data()), data.size()})) gateway_.activity(owner);
+    if (from_browser.feed({static_cast<const std::uint8_t*>(data.data()), data.size()})) workspaces_.record_activity(owner);
     auto ec = co_await http::write_fully(up.socket, std::array<asio::const_buffer, 1>{data}, *up.deadline,
                                          options_.idle_timeout);
     if (ec) co_return;
@@ -604,7 +639,7 @@ asio::awaitable<void> ReverseProxy::pump(tcp::socket& from, tcp::socket& to, Fra
       // and whatever the editor sends are not.
       if (auto frames = counter->feed({reinterpret_cast<const std::uint8_t*>(scratch_.data()), n}); frames > 0) {
         metrics_->frames.Increment(static_cast<double>(frames));
-        gateway_.activity(*owner);
+        workspaces_.record_activity(*owner);
       }
     }
     (upward ? metrics_->bytes_up : metrics_->bytes_down).Increment(static_cast<double>(n));

@@ -13,7 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "app/module.hpp"
-#include "proxy/gateway.hpp"
+#include "compute/workspaces.hpp"
 #include "proxy/headers.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -30,7 +30,6 @@ namespace feuille::proxy {
 class FrameCounter;
 
 struct ProxyOptions {
-  std::size_t max_per_user = 200;  // concurrent proxied requests + WebSockets per workspace
   Duration connect_timeout{5'000};
   Duration idle_timeout{600'000};  // nothing moved in either direction of an HTTP exchange
   Duration start_wait{30'000};     // how long requests wait for a starting/waking/migrating workspace
@@ -40,14 +39,11 @@ struct ProxyOptions {
 
 class ReverseProxy : public app::Module {
  public:
-  ReverseProxy(app::ModuleContext& ctx, WorkspaceGateway& gateway, ProxyOptions options = {});
+  ReverseProxy(app::ModuleContext& ctx, compute::Workspaces& workspaces, ProxyOptions options = {});
   ~ReverseProxy() override;
   std::string_view name() const override { return "proxy"; }
   boost::asio::awaitable<void> start() override;
   void stop() override;
-
-  // Forget pooled connections to an editor (its workspace stopped or moved).
-  void forget_editor(const std::string& key) { pool_.drop(key); }
 
  private:
   struct Metrics;
@@ -59,10 +55,11 @@ class ReverseProxy : public app::Module {
   boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
                                     FrameCounter* counter, const std::string* owner);
   boost::asio::awaitable<bool> user_exists(const std::string& id);
+  boost::asio::awaitable<std::optional<compute::EditorTarget>> wait_running(const std::string& owner, Duration limit);
   boost::asio::awaitable<void> sweep_loop();
 
   app::ModuleContext ctx_;
-  WorkspaceGateway& gateway_;
+  compute::Workspaces& workspaces_;
   ProxyOptions options_;
   std::string proto_;
   UpstreamPool pool_;

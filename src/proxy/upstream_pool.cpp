@@ -22,9 +22,9 @@ UpstreamConnection::~UpstreamConnection() { deadline->stop(); }
 UpstreamPool::UpstreamPool(asio::any_io_executor ex, std::size_t max_idle_per_editor, Duration idle_expiry)
     : ex_(std::move(ex)), max_idle_(max_idle_per_editor), expiry_(idle_expiry) {}
 
-asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const EditorTarget& editor,
+asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const compute::EditorTarget& editor,
                                                                         Duration connect_timeout) {
-  std::string key = editor.key();
+  std::string key = editor.address + ":" + std::to_string(editor.port) + "/" + editor.token;
   if (auto it = idle_.find(key); it != idle_.end()) {
     auto now = std::chrono::steady_clock::now();
     auto& list = it->second;
@@ -59,8 +59,6 @@ void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c) {
   c->idle_since = std::chrono::steady_clock::now();
   list.push_back(std::move(c));
 }
-
-void UpstreamPool::drop(const std::string& key) { idle_.erase(key); }
 
 void UpstreamPool::sweep() {
   auto now = std::chrono::steady_clock::now();

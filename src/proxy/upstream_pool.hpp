@@ -1,5 +1,7 @@
 #pragma once
-// Keep-alive connections to editors, pooled per editor (address:port).
+// Keep-alive connections to editors, pooled per editor: its address, port and
+// per-start token, so a connection to a stopped or moved editor is never
+// reused (it expires with the other idle ones).
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -12,7 +14,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include "feuille/config.hpp"
-#include "proxy/gateway.hpp"
+#include "compute/workspaces.hpp"
 #include "util/deadline.hpp"
 
 namespace feuille::proxy {
@@ -35,11 +37,9 @@ class UpstreamPool {
   // An idle connection to the editor (reused = true), else a new one
   // (connected within `connect_timeout`). Throws boost::system::system_error
   // when the editor cannot be reached.
-  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> get(const EditorTarget& editor, Duration connect_timeout);
+  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> get(const compute::EditorTarget& editor, Duration connect_timeout);
   // Back to the pool after a complete exchange on a keep-alive connection.
   void put(std::unique_ptr<UpstreamConnection> c);
-  // Forget every idle connection to an editor (workspace stopped or moved).
-  void drop(const std::string& key);
   // Close idle connections past their expiry (called periodically).
   void sweep();
   void close_all();

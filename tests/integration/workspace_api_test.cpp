@@ -14,6 +14,7 @@
 #include "dev/podman_service.hpp"
 #include "support/daemon.hpp"
 #include "support/podman.hpp"
+#include "support/workspace_daemon.hpp"
 
 using namespace feuille;
 using namespace feuille::test;
@@ -22,104 +23,6 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 
 namespace {
-
-// A daemon whose workspaces run the stand-in image, with dev login, and
-// whose containers are removed when it goes.
-class ApiDaemon {
- public:
-  explicit ApiDaemon(std::vector<std::string> extra = {}, std::string podman = "") : podman_(podman) {
-    chmod(data_.path().c_str(), 0755);
-    auto args = standin_args();
-    args.insert(args.end(), {"--dev-login", "--data-dir", data_.path() + "/users"});
-    if (!podman.empty()) args.insert(args.end(), {"--compute-host", compute_host_arg(podman)});
-    args.insert(args.end(), extra.begin(), extra.end());
-    args_ = args;
-    daemon = std::make_unique<Daemon>(args);
-    instance = daemon->db().scalar("SELECT id::text FROM compute_instance");
-  }
-  ~ApiDaemon() {
-    if (daemon->process().running()) daemon->stop();
-    try {
-      TestPodman(podman_).remove_instance(instance);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "cleanup: " << e.what();
-    }
-  }
-  // feuilled again on the same database (after the first one died).
-  std::unique_ptr<Daemon> another() {
-    auto args = args_;
-    args.insert(args.end(), {"--database-url", daemon->db().url()});
-    return std::make_unique<Daemon>(args);
-  }
-
-  std::string origin() const { return "http://127.0.0.1:" + std::to_string(daemon->port()); }
-
-  std::string login(const std::string& handle, Daemon* d = nullptr) {
-    d = d ? d : daemon.get();
-    auto r = d->request("POST", "/auth/dev",
-                        {{"Content-Type", "application/x-www-form-urlencoded"},
-                         {"Origin", "http://127.0.0.1:" + std::to_string(d->port())}},
-                        "handle=" + handle);
-    EXPECT_EQ(r.status, 302) << r.body;
-    for (auto [it, end] = r.headers.equal_range("set-cookie"); it != end; ++it)
-      if (it->second.rfind("feuille_session=", 0) == 0) return it->second.substr(16, it->second.find(';') - 16);
-    ADD_FAILURE() << "no session cookie";
-    return "";
-  }
-
-  std::map<std::string, std::string> as(const std::string& token, bool post = false) const {
-    std::map<std::string, std::string> h{{"Cookie", "feuille_session=" + token}};
-    if (post) h["Origin"] = origin();
-    return h;
-  }
-
-  HttpResponse post(const std::string& path, const std::string& token, Daemon* d = nullptr) {
-    d = d ? d : daemon.get();
-    return d->request("POST", path,
-                      {{"Cookie", "feuille_session=" + token},
-                       {"Origin", "http://127.0.0.1:" + std::to_string(d->port())}});
-  }
-
-  json workspace(const std::string& token, Daemon* d = nullptr) {
-    d = d ? d : daemon.get();
-    auto r = d->get("/api/workspace", as(token));
-    EXPECT_EQ(r.status, 200) << r.body;
-    return json::parse(r.body);
-  }
-
-  bool wait_state(const std::string& token, const std::string& state, Daemon* d = nullptr,
-                  std::chrono::milliseconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (workspace(token, d)["state"] != state) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(100ms);
-    }
-    return true;
-  }
-
-  std::unique_ptr<Daemon> daemon;
-  std::string instance;
-
- private:
-  TempDir data_;
-  std::string podman_;
-  std::vector<std::string> args_;
-};
-
-// Reads from a connection until `needle` appears (or the timeout passes).
-std::string read_until(RawConnection& c, const std::string& needle, std::chrono::milliseconds timeout = 60s) {
-  std::string got;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{c.fd(), POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    ssize_t n = recv(c.fd(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<std::size_t>(n));
-  }
-  return got;
-}
 
 std::vector<std::string> event_names(const std::string& stream) {
   std::vector<std::string> out;
@@ -131,7 +34,7 @@ std::vector<std::string> event_names(const std::string& stream) {
 }  // namespace
 
 TEST(WorkspaceApi, StartFollowAndStop) {
-  ApiDaemon a;
+  WorkspaceDaemon a;
   auto& d = *a.daemon;
   auto token = a.login("alice");
   auto ws = a.workspace(token);
@@ -184,7 +87,7 @@ TEST(WorkspaceApi, StartFollowAndStop) {
 }
 
 TEST(WorkspaceApi, StateChangesNeedSameOriginWhenReachedWithTheCookie) {
-  ApiDaemon a;
+  WorkspaceDaemon a;
   auto& d = *a.daemon;
   auto token = a.login("bob");
   EXPECT_EQ(d.request("POST", "/api/workspace/start", a.as(token)).status, 403);  // no Origin
@@ -200,7 +103,7 @@ TEST(WorkspaceApi, StateChangesNeedSameOriginWhenReachedWithTheCookie) {
 }
 
 TEST(WorkspaceApi, PastStartConcurrencyA429WithRetryAfter) {
-  ApiDaemon a({"--start-concurrency", "1"});
+  WorkspaceDaemon a({"--start-concurrency", "1"});
   auto first = a.login("carol"), second = a.login("dave");
   EXPECT_EQ(a.post("/api/workspace/start", first).status, 202);
   EXPECT_EQ(a.post("/api/workspace/start", first).status, 202);  // joins, does not count twice
@@ -215,7 +118,7 @@ TEST(WorkspaceApi, PastStartConcurrencyA429WithRetryAfter) {
 }
 
 TEST(WorkspaceApi, TheDashboardShowsTheWorkspaceAndItsButtons) {
-  ApiDaemon a;
+  WorkspaceDaemon a;
   auto& d = *a.daemon;
   auto token = a.login("erin");
   auto id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = 'erin'");
@@ -243,7 +146,7 @@ TEST(WorkspaceApi, TheDashboardShowsTheWorkspaceAndItsButtons) {
 }
 
 TEST(WorkspaceApi, ASigkilledDaemonComesBackWithEveryWorkspaceRunning) {
-  ApiDaemon a;
+  WorkspaceDaemon a;
   auto alice = a.login("alice"), bob = a.login("bob");
   a.post("/api/workspace/start", alice);
   a.post("/api/workspace/start", bob);
@@ -295,7 +198,7 @@ TEST(WorkspaceApi, PodmanGoneMeans503UntilItComesBack) {
   dev::PodmanService service(dir.path() + "/podman", "runc", true);
   service.start();
   {
-    ApiDaemon a({}, service.url());
+    WorkspaceDaemon a({}, service.url());
     auto& d = *a.daemon;
     auto olga = a.login("olga"), paul = a.login("paul");
     a.post("/api/workspace/start", olga);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -54,6 +55,7 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
   err_fd_ = err[0];
   fcntl(out_fd_, F_SETFL, O_NONBLOCK);
   fcntl(err_fd_, F_SETFL, O_NONBLOCK);
+  reader_ = std::thread([this] { drain(); });
 }
 
 Process::~Process() {
@@ -61,6 +63,8 @@ Process::~Process() {
     ::kill(pid_, SIGKILL);
     wait(std::chrono::seconds(5));
   }
+  quit_ = true;  // (a grandchild may still hold the pipes open)
+  reader_.join();
   if (out_fd_ >= 0) close(out_fd_);
   if (err_fd_ >= 0) close(err_fd_);
 }
@@ -86,41 +90,58 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
     if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     pump(std::chrono::milliseconds(10));
   }
-  pump(std::chrono::milliseconds(0));
+  // What it wrote last: until the pipes close (bounded: a grandchild may hold them).
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (!drained_ && std::chrono::steady_clock::now() < until) pump(std::chrono::milliseconds(10));
   return status_;
 }
 
-void Process::pump(std::chrono::milliseconds timeout) {
-  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
-  ::poll(fds, 2, static_cast<int>(timeout.count()));
+void Process::drain() {
   char buf[65536];
-  for (;;) {
-    bool any = false;
-    for (auto [fd, target] : {std::pair{out_fd_, &out_}, std::pair{err_fd_, &err_}}) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n > 0) target->append(buf, static_cast<std::size_t>(n)), any = true;
+  bool open[2] = {true, true};
+  while (!quit_ && (open[0] || open[1])) {
+    pollfd fds[2] = {{open[0] ? out_fd_ : -1, POLLIN, 0}, {open[1] ? err_fd_ : -1, POLLIN, 0}};
+    if (::poll(fds, 2, 50) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (!fds[i].revents) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        open[i] = false;
+      } else if (n > 0) {
+        std::lock_guard lock(mutex_);
+        (i == 0 ? out_ : err_).append(buf, static_cast<std::size_t>(n));
+      }
     }
-    if (!any) break;
+    more_.notify_all();
   }
+  drained_ = true;
+  more_.notify_all();
+}
+
+void Process::pump(std::chrono::milliseconds timeout) {
+  if (timeout.count() == 0) return;
+  std::unique_lock lock(mutex_);
+  more_.wait_for(lock, timeout);
 }
 
 std::optional<std::string> Process::wait_for(std::string& buf, const std::string& needle,
                                              std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    pump(std::chrono::milliseconds(0));
+  auto find = [&]() -> std::optional<std::string> {
+    std::lock_guard lock(mutex_);
     auto pos = buf.find(needle);
-    if (pos != std::string::npos) {
-      auto start = buf.rfind('\n', pos);
-      start = start == std::string::npos ? 0 : start + 1;
-      auto end = buf.find('\n', pos);
-      return buf.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    }
+    if (pos == std::string::npos) return std::nullopt;
+    auto start = buf.rfind('\n', pos);
+    start = start == std::string::npos ? 0 : start + 1;
+    auto end = buf.find('\n', pos);
+    return buf.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  };
+  for (;;) {
+    if (auto line = find()) return line;
     if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     if (!running()) {
-      pump(std::chrono::milliseconds(0));
-      if (buf.find(needle) == std::string::npos) return std::nullopt;
-      continue;
+      pump(std::chrono::milliseconds(100));  // what it wrote last may still be in the pipe
+      return find();
     }
     pump(std::chrono::milliseconds(20));
   }
@@ -133,11 +154,11 @@ std::optional<std::string> Process::wait_for_stderr(const std::string& needle, s
   return wait_for(err_, needle, timeout);
 }
 std::string Process::stdout_text() {
-  pump(std::chrono::milliseconds(0));
+  std::lock_guard lock(mutex_);
   return out_;
 }
 std::string Process::stderr_text() {
-  pump(std::chrono::milliseconds(0));
+  std::lock_guard lock(mutex_);
   return err_;
 }
 

@@ -1,12 +1,17 @@
 #pragma once
 // Starting the real feuilled (or any program) from a test: pipes for stdout
-// and stderr, extra environment, signals, bounded waits.
+// and stderr (drained all the time by a thread of the Process, so a chatty
+// child never blocks on a full pipe), extra environment, signals, bounded waits.
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <optional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace feuille::test {
@@ -33,11 +38,18 @@ class Process {
   std::string stderr_text();
 
  private:
+  void drain();  // the reader thread
+  // Waits up to `timeout` for more output.
   void pump(std::chrono::milliseconds timeout);
   std::optional<std::string> wait_for(std::string& buf, const std::string& needle, std::chrono::milliseconds timeout);
   pid_t pid_ = -1;
   int out_fd_ = -1, err_fd_ = -1;
-  std::string out_, err_;
+  std::mutex mutex_;
+  std::condition_variable more_;
+  std::string out_, err_;  // guarded by mutex_
+  std::atomic<bool> quit_{false};
+  std::atomic<bool> drained_{false};  // both pipes closed
+  std::thread reader_;
   std::optional<int> status_;
 };
 

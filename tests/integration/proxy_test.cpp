@@ -1,0 +1,574 @@
+// The reverse proxy through the real feuilled, real PostgreSQL and real Podman
+// running the stand-in editor: routing and who may pass, the headers the
+// editor gets, streaming both ways with bounded memory, Server-Sent Events,
+// WebSockets end to end, a workspace that is not running, an editor killed
+// mid-stream, the per-user cap, activity and metrics, and no leaked sockets.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "support/podman.hpp"
+#include "support/workspace_daemon.hpp"
+
+using namespace feuille;
+using namespace feuille::test;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using json = nlohmann::json;
+
+namespace {
+
+// Every value of a header in the stand-in's echo ([[name, value], ...]).
+std::vector<std::string> echoed(const json& echo, const std::string& name) {
+  std::vector<std::string> out;
+  for (const auto& pair : echo["headers"]) {
+    std::string n = pair[0];
+    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (n == name) out.push_back(pair[1]);
+  }
+  return out;
+}
+
+long status_kib(int pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+  return -1;
+}
+
+// Open sockets of a process (its /proc fd entries that are sockets).
+int open_sockets(int pid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code lec;
+    auto target = std::filesystem::read_symlink(e.path(), lec);
+    if (!lec && target.string().rfind("socket:", 0) == 0) ++n;
+  }
+  return n;
+}
+
+// Waits (bounded) for a count to come back to `expected` or below.
+bool settles(const std::function<int()>& count, int expected, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (count() > expected) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+// Reads exactly n bytes (or fewer if the connection ends or the timeout passes).
+std::size_t drain(int fd, std::uint64_t n, const std::function<void()>& every_mib = {},
+                  std::chrono::milliseconds timeout = 120s) {
+  std::vector<char> buf(256 * 1024);
+  std::uint64_t got = 0, next_mark = 1 << 20;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (got < n && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    ssize_t r = recv(fd, buf.data(), static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), n - got)), 0);
+    if (r <= 0) break;
+    got += static_cast<std::uint64_t>(r);
+    if (every_mib && got >= next_mark) {
+      every_mib();
+      next_mark += 1 << 20;
+    }
+  }
+  return got;
+}
+
+// A minimal WebSocket client (RFC 6455): masked frames out, frames in.
+class WsClient {
+ public:
+  struct Frame {
+    bool fin = true;
+    int opcode = 0;
+    std::string payload;
+  };
+
+  WsClient(int port, const std::string& path, const std::map<std::string, std::string>& headers)
+      : conn_("127.0.0.1", port) {
+    std::string req = "GET " + path +
+                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+    conn_.send(req + "\r\n");
+    auto head = read_until(conn_, "\r\n\r\n", 30s);
+    auto end = head.find("\r\n\r\n");
+    status_line_ = head.substr(0, head.find("\r\n"));
+    if (end != std::string::npos) pending_ = head.substr(end + 4);
+  }
+
+  bool upgraded() const { return status_line_.rfind("HTTP/1.1 101", 0) == 0; }
+  const std::string& status_line() const { return status_line_; }
+  int fd() const { return conn_.fd(); }
+
+  void send(int opcode, const std::string& payload, bool fin = true) {
+    std::string f;
+    f += static_cast<char>((fin ? 0x80 : 0) | opcode);
+    const std::size_t n = payload.size();
+    if (n < 126) {
+      f += static_cast<char>(0x80 | n);
+    } else if (n < 65536) {
+      f += static_cast<char>(0x80 | 126);
+      f += static_cast<char>(n >> 8);
+      f += static_cast<char>(n & 0xff);
+    } else {
+      f += static_cast<char>(0x80 | 127);
+      for (int i = 7; i >= 0; --i) f += static_cast<char>((n >> (8 * i)) & 0xff);
+    }
+    const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    f.append(reinterpret_cast<const char*>(mask), 4);
+    for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
+    conn_.send(f);
+  }
+
+  std::optional<Frame> read(std::chrono::milliseconds timeout = 30s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (auto f = parse()) return f;
+      if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+      pollfd p{conn_.fd(), POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buf[65536];
+      ssize_t r = recv(conn_.fd(), buf, sizeof buf, 0);
+      if (r <= 0) return std::nullopt;
+      pending_.append(buf, static_cast<std::size_t>(r));
+    }
+  }
+
+  bool closed_by_peer(std::chrono::milliseconds timeout) { return conn_.closed_by_peer(timeout); }
+
+ private:
+  std::optional<Frame> parse() {
+    auto b = [&](std::size_t i) { return static_cast<unsigned char>(pending_[i]); };
+    if (pending_.size() < 2) return std::nullopt;
+    std::uint64_t n = b(1) & 0x7f;
+    std::size_t at = 2;
+    if (n == 126) {
+      if (pending_.size() < 4) return std::nullopt;
+      n = (b(2) << 8) | b(3);
+      at = 4;
+    } else if (n == 127) {
+      if (pending_.size() < 10) return std::nullopt;
+      n = 0;
+      for (int i = 0; i < 8; ++i) n = (n << 8) | b(2 + static_cast<std::size_t>(i));
+      at = 10;
+    }
+    if (pending_.size() < at + n) return std::nullopt;
+    Frame f{(b(0) & 0x80) != 0, b(0) & 0x0f, pending_.substr(at, n)};
+    pending_.erase(0, at + n);
+    return f;
+  }
+
+  RawConnection conn_;
+  std::string status_line_;
+  std::string pending_;
+};
+
+}  // namespace
+
+// One daemon for the suite: alice's workspace runs; bob is signed in with
+// none; vera is a viewer and eddie an editor of alice's workspace.
+class Proxy : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // Loopback is not a trusted proxy here: the test's X-Forwarded-For is a spoof.
+    w = new WorkspaceDaemon({"--trusted-proxies", "10.9.9.9/32"});
+    alice = w->login("alice");
+    bob = w->login("bob");
+    vera = w->login("vera");
+    eddie = w->login("eddie");
+    alice_id = me(alice)["id"];
+    bob_id = me(bob)["id"];
+    auto start = w->post("/api/workspace/start", alice);
+    ASSERT_EQ(start.status, 202) << start.body;
+    ASSERT_TRUE(w->wait_state(alice, "running"));
+    for (auto [member, role] : {std::pair{vera, "viewer"}, std::pair{eddie, "editor"}}) {
+      auto headers = w->as(alice, true);
+      headers["Content-Type"] = "application/json";
+      auto inv = w->daemon->request("POST", "/api/invites", headers,
+                                    json{{"project", "Scratch"}, {"role", role}}.dump());
+      ASSERT_EQ(inv.status, 201) << inv.body;
+      auto joined = w->daemon->get("/join/" + json::parse(inv.body)["token"].get<std::string>(), w->as(member));
+      ASSERT_EQ(joined.status, 302) << joined.body;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete w;
+    w = nullptr;
+  }
+  static json me(const std::string& token) {
+    auto r = w->daemon->get("/api/me", w->as(token));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body);
+  }
+
+  Daemon& d() { return *w->daemon; }
+  int pid() { return d().process().pid(); }
+  std::string base() { return "/u/" + alice_id + "/"; }
+  std::map<std::string, std::string> as(const std::string& token, bool post = false) { return w->as(token, post); }
+  std::string cookie_line(const std::string& token) { return "Cookie: feuille_session=" + token + "\r\n"; }
+  int websockets_open() {
+    auto metrics = d().get("/metrics").body;
+    auto at = metrics.find("\nfeuille_proxy_websockets_open ");
+    return at == std::string::npos ? -1 : std::stoi(metrics.substr(at + 31));
+  }
+
+  static inline WorkspaceDaemon* w = nullptr;
+  static inline std::string alice, bob, vera, eddie, alice_id, bob_id;
+};
+
+TEST_F(Proxy, RoutesAndWhoMayPass) {
+  auto slash = d().get("/u/" + alice_id + "?project=Scratch", as(alice));
+  EXPECT_EQ(slash.status, 301);
+  EXPECT_EQ(slash.header("location"), "/u/" + alice_id + "/?project=Scratch");
+
+  auto owner = d().get(base() + "hello", as(alice));
+  ASSERT_EQ(owner.status, 200) << owner.body;
+  EXPECT_EQ(json::parse(owner.body)["path"], "/hello");
+  EXPECT_EQ(json::parse(d().get(base(), as(alice)).body)["target"], "/");  // empty rest = /
+
+  // Not signed in: a browser page goes to the login, anything else gets 401.
+  auto page = d().get(base() + "notes?x=1", {{"Accept", "text/html"}});
+  EXPECT_EQ(page.status, 302);
+  EXPECT_EQ(page.header("location"), "/login?next=%2Fu%2F" + alice_id + "%2Fnotes%3Fx%3D1");
+  EXPECT_EQ(d().get(base() + "api/files").status, 401);
+
+  // Someone else: 403, the same for a page and an upgrade; an unknown or malformed id: 404.
+  EXPECT_EQ(d().get(base(), as(bob)).status, 403);
+  WsClient stranger(d().port(), base() + "events", as(bob));
+  EXPECT_THAT(stranger.status_line(), HasSubstr(" 403 "));
+  EXPECT_EQ(d().get("/u/00000000-0000-4000-8000-000000000000/", as(alice)).status, 404);
+  EXPECT_EQ(d().get("/u/not-a-uuid/", as(alice)).status, 404);
+  EXPECT_EQ(d().get("/u/" + bob_id + "/", as(alice)).status, 403);  // bob exists, alice is no member
+
+  // A viewer reads and opens WebSockets, but changes nothing; an editor may.
+  auto viewed = d().get(base() + "doc", as(vera));
+  ASSERT_EQ(viewed.status, 200);
+  EXPECT_THAT(echoed(json::parse(viewed.body), "x-feuille-role"), ::testing::ElementsAre("viewer"));
+  EXPECT_EQ(d().request("POST", base() + "api/save", as(vera, true), "x").status, 403);
+  EXPECT_EQ(d().request("DELETE", base() + "api/file", as(vera, true)).status, 403);
+  WsClient viewer_ws(d().port(), base() + "sync/1/doc", as(vera));
+  EXPECT_TRUE(viewer_ws.upgraded()) << viewer_ws.status_line();
+  auto edited = d().request("POST", base() + "api/save", as(eddie, true), "x");
+  ASSERT_EQ(edited.status, 200) << edited.body;
+  EXPECT_THAT(echoed(json::parse(edited.body), "x-feuille-role"), ::testing::ElementsAre("editor"));
+
+  // Cross-site: unsafe methods and upgrades with a foreign Origin are refused.
+  auto evil = as(alice);
+  evil["Origin"] = "https://evil.example";
+  EXPECT_EQ(d().request("POST", base() + "api/save", evil, "x").status, 403);
+  WsClient hijack(d().port(), base() + "events", evil);
+  EXPECT_THAT(hijack.status_line(), HasSubstr(" 403 "));
+  auto same = as(alice, true);
+  EXPECT_EQ(d().request("POST", base() + "api/save", same, "x").status, 200);
+}
+
+TEST_F(Proxy, TheEditorGetsTheRightHeadersAndTheQueryByteForByte) {
+  RawConnection c("127.0.0.1", d().port());
+  c.send("GET " + base() + "a/b%2Fc?x=%2F&y=a+b&&z=%zz HTTP/1.1\r\nHost: feuille.test\r\n" + cookie_line(alice) +
+         "Cookie: theme=dark; feuille_session=" + alice + "; lang=fr\r\n"
+         "X-Feuille-User: " + bob_id + "\r\nX-Feuille-Role: owner\r\nX-Feuille-Other: 1\r\nX-Token: stolen\r\n"
+         "X-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive, X-Custom-Hop\r\nX-Custom-Hop: 1\r\nX-Kept: yes\r\n\r\n");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;  // the stand-in got the real token, not "stolen"
+  auto echo = json::parse(r->body);
+  EXPECT_EQ(echo["target"], "/a/b%2Fc?x=%2F&y=a+b&&z=%zz");
+  EXPECT_THAT(echoed(echo, "x-feuille-user"), ::testing::ElementsAre(alice_id));
+  EXPECT_THAT(echoed(echo, "x-feuille-role"), ::testing::ElementsAre("owner"));
+  EXPECT_TRUE(echoed(echo, "x-feuille-other").empty());
+  EXPECT_THAT(echoed(echo, "x-forwarded-for"), ::testing::ElementsAre("127.0.0.1"));
+  EXPECT_THAT(echoed(echo, "x-forwarded-proto"), ::testing::ElementsAre("http"));
+  EXPECT_THAT(echoed(echo, "x-forwarded-host"), ::testing::ElementsAre("feuille.test"));
+  EXPECT_EQ(echoed(echo, "x-token").size(), 1u);
+  EXPECT_TRUE(echoed(echo, "x-custom-hop").empty());
+  EXPECT_THAT(echoed(echo, "x-kept"), ::testing::ElementsAre("yes"));
+  std::string cookies;
+  for (const auto& v : echoed(echo, "cookie")) cookies += v + ";";
+  EXPECT_THAT(cookies, HasSubstr("theme=dark"));
+  EXPECT_THAT(cookies, HasSubstr("lang=fr"));
+  EXPECT_THAT(cookies, Not(HasSubstr("feuille_session")));
+  EXPECT_THAT(cookies, Not(HasSubstr(alice)));
+  EXPECT_EQ(r->header("server"), "feuille-standin");  // the editor's own headers pass
+
+  // The same connection serves the next request (keep-alive both sides).
+  c.send("HEAD " + base() + "_bytes?size=1000 HTTP/1.1\r\nHost: x\r\n" + cookie_line(alice) + "\r\n");
+  auto head = c.read_response(10s, true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->header("content-length"), "1000");
+  EXPECT_TRUE(head->body.empty());
+}
+
+TEST_F(Proxy, RequestBodiesChunkedAndWithExpectContinue) {
+  RawConnection c("127.0.0.1", d().port());
+  c.send("POST " + base() + "upload HTTP/1.1\r\nHost: x\r\n" + cookie_line(alice) + "Origin: " + w->origin() +
+         "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["body_bytes"], 11);
+
+  c.send("PUT " + base() + "upload HTTP/1.1\r\nHost: x\r\n" + cookie_line(alice) + "Origin: " + w->origin() +
+         "\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+  EXPECT_THAT(read_until(c, "\r\n\r\n", 10s), HasSubstr("HTTP/1.1 100 Continue"));
+  c.send("data");
+  r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto echo = json::parse(r->body);
+  EXPECT_EQ(echo["body_bytes"], 4);
+  EXPECT_EQ(echo["method"], "PUT");
+}
+
+TEST_F(Proxy, ServerSentEventsArriveOneByOne) {
+  RawConnection c("127.0.0.1", d().port());
+  c.send("GET " + base() + "_sse?count=3&interval_ms=700 HTTP/1.1\r\nHost: x\r\n" + cookie_line(alice) + "\r\n");
+  auto first = read_until(c, "data: {\"n\":0}", 10s);
+  EXPECT_THAT(first, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(first, HasSubstr("text/event-stream"));
+  EXPECT_THAT(first, HasSubstr("data: {\"n\":0}"));
+  EXPECT_THAT(first, Not(HasSubstr("\"n\":1")));  // the second is 700 ms away: nothing waited for it
+  auto rest = read_until(c, "0\r\n\r\n", 10s);
+  EXPECT_THAT(rest, HasSubstr("data: {\"n\":2}"));
+}
+
+TEST_F(Proxy, LargeBodiesStreamBothWaysInBoundedMemory) {
+  const int p = pid();
+  // Warm up (the first relay allocates its buffers) before the baseline.
+  ASSERT_EQ(d().get(base() + "_bytes?size=1000000", as(alice)).body.size(), 1000000u);
+  const long before = status_kib(p, "VmRSS");
+  long peak = before;
+  auto sample = [&] { peak = std::max(peak, status_kib(p, "VmRSS")); };
+
+  const std::uint64_t down = 200ull << 20;
+  RawConnection c("127.0.0.1", d().port());
+  c.send("GET " + base() + "_bytes?size=" + std::to_string(down) + " HTTP/1.1\r\nHost: x\r\n" + cookie_line(alice) +
+         "\r\n");
+  auto head = read_until(c, "\r\n\r\n", 10s);
+  ASSERT_THAT(head, HasSubstr("Content-Length: " + std::to_string(down)));
+  std::uint64_t already = head.size() - (head.find("\r\n\r\n") + 4);
+  EXPECT_EQ(already + drain(c.fd(), down - already, sample), down);
+
+  const std::uint64_t up = 100ull << 20;
+  RawConnection u("127.0.0.1", d().port());
+  u.send("POST " + base() + "upload HTTP/1.1\r\nHost: x\r\n" + cookie_line(alice) + "Origin: " + w->origin() +
+         "\r\nContent-Length: " + std::to_string(up) + "\r\n\r\n");
+  std::string block(1 << 20, 'u');
+  for (std::uint64_t sent = 0; sent < up; sent += block.size()) {
+    u.send(block);
+    sample();
+  }
+  auto r = u.read_response(60s);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["body_bytes"], up);
+  sample();
+  EXPECT_LT(peak - before, 32 * 1024) << "feuilled's RSS grew from " << before << " KiB to " << peak << " KiB";
+}
+
+TEST_F(Proxy, WebSocketsPassFramesAndCloseCodesEndToEnd) {
+  WsClient ws(d().port(), base() + "sync/4444/notes", as(alice));
+  ASSERT_TRUE(ws.upgraded()) << ws.status_line();
+  ws.send(1, "hello");
+  auto text = ws.read();
+  ASSERT_TRUE(text);
+  EXPECT_EQ(text->opcode, 1);
+  EXPECT_EQ(text->payload, "hello");
+
+  std::string binary(64 * 1024, '\0');
+  for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<char>(i * 31 + 7);
+  ws.send(2, binary);
+  std::string got;
+  for (;;) {  // the editor may fragment; the proxy passes its frames as they are
+    auto f = ws.read();
+    ASSERT_TRUE(f);
+    got += f->payload;
+    if (f->fin) break;
+  }
+  EXPECT_EQ(got, binary);
+
+  // A message sent in fragments by the browser arrives whole at the editor.
+  ws.send(1, "frag", false);
+  ws.send(0, "mented");
+  auto whole = ws.read();
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->payload, "fragmented");
+
+  ws.send(9, "are you there");  // ping: the editor (Beast) answers with a pong
+  auto pong = ws.read();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->opcode, 10);
+  EXPECT_EQ(pong->payload, "are you there");
+
+  ws.send(1, "__close 4000 bye");
+  auto close = ws.read();
+  ASSERT_TRUE(close);
+  EXPECT_EQ(close->opcode, 8);
+  ASSERT_GE(close->payload.size(), 2u);
+  EXPECT_EQ((static_cast<unsigned char>(close->payload[0]) << 8) | static_cast<unsigned char>(close->payload[1]), 4000);
+  EXPECT_EQ(close->payload.substr(2), "bye");
+  ws.send(8, close->payload.substr(0, 2));
+  EXPECT_TRUE(ws.closed_by_peer(10s));
+}
+
+TEST_F(Proxy, AThousandWebSocketsLeaveNoDescriptorsBehind) {
+  const int p = pid();
+  const int baseline = open_sockets(p);
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::unique_ptr<WsClient>> open;
+    for (int i = 0; i < 100; ++i) {
+      open.push_back(std::make_unique<WsClient>(d().port(), base() + "events", as(alice)));
+      ASSERT_TRUE(open.back()->upgraded()) << "WebSocket " << round * 100 + i << ": " << open.back()->status_line();
+    }
+    open.front()->send(1, "still there");
+    auto echo = open.front()->read();
+    ASSERT_TRUE(echo);
+    EXPECT_EQ(echo->payload, "still there");
+    // Half close politely, half just go away; every tunnel ends before the
+    // next round (the per-user cap would refuse them otherwise).
+    for (std::size_t i = 0; i < open.size(); i += 2) open[i]->send(8, std::string("\x03\xe8", 2));
+    open.clear();
+    EXPECT_TRUE(settles([&] { return websockets_open(); }, 0)) << websockets_open() << " still open";
+  }
+  EXPECT_TRUE(settles([&] { return open_sockets(p); }, baseline)) << open_sockets(p) << " sockets, " << baseline
+                                                                  << " before";
+}
+
+TEST_F(Proxy, MetricsCountRequestsBytesAndWebSocketFrames) {
+  ASSERT_EQ(d().get(base() + "_bytes?size=5000", as(alice)).status, 200);
+  WsClient ws(d().port(), base() + "events", as(alice));
+  ASSERT_TRUE(ws.upgraded());
+  ws.send(1, "one");
+  ASSERT_TRUE(ws.read());
+  auto metrics = d().get("/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_requests_total{code=\"200\"}"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_requests_total{code=\"101\"}"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_bytes_total{direction=\"to_client\"}"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_bytes_total{direction=\"to_editor\"}"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_websockets_open 1"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_websocket_data_frames_total"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_time_to_first_byte_seconds_count"));
+  EXPECT_THAT(metrics, HasSubstr("feuille_proxy_upstream_connect_errors_total"));
+}
+
+TEST_F(Proxy, OneTenantCannotTakeEveryConnection) {
+  std::vector<std::unique_ptr<RawConnection>> streams;
+  for (int i = 0; i < 200; ++i) {
+    streams.push_back(std::make_unique<RawConnection>("127.0.0.1", d().port()));
+    streams.back()->send("GET " + base() + "_sse?count=0&interval_ms=1000 HTTP/1.1\r\nHost: x\r\n" +
+                         cookie_line(alice) + "\r\n");
+  }
+  for (auto& s : streams) ASSERT_THAT(read_until(*s, "\"n\":0}", 30s), HasSubstr("\"n\":0}"));
+  auto refused = d().get(base() + "x", as(alice));
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_EQ(refused.header("retry-after"), "1");
+  EXPECT_EQ(d().get("/api/workspace", as(bob)).status, 200);  // everyone else is served
+  streams.clear();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  int status = 0;
+  while ((status = d().get(base() + "x", as(alice)).status) == 429 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(status, 200);
+}
+
+// A workspace of its own (carol's): its editor is killed from outside in the
+// middle of a stream and of a WebSocket.
+TEST_F(Proxy, AnEditorKilledMidStreamClosesBothSidesAndLeaksNothing) {
+  auto carol = w->login("carol");
+  std::string carol_id = me(carol)["id"];
+  ASSERT_EQ(w->post("/api/workspace/start", carol).status, 202);
+  ASSERT_TRUE(w->wait_state(carol, "running"));
+  const int p = pid();
+  const int baseline = open_sockets(p);
+  const std::string at = "/u/" + carol_id + "/";
+
+  RawConnection sse("127.0.0.1", d().port());
+  sse.send("GET " + at + "_sse?count=0&interval_ms=100 HTTP/1.1\r\nHost: x\r\n" + cookie_line(carol) + "\r\n");
+  ASSERT_THAT(read_until(sse, "\"n\":1}", 10s), HasSubstr("\"n\":1}"));
+  WsClient ws(d().port(), at + "events", as(carol));
+  ASSERT_TRUE(ws.upgraded());
+
+  TestPodman().kill("feuille-ed-" + carol_id);
+  EXPECT_TRUE(sse.closed_by_peer(15s));
+  EXPECT_TRUE(ws.closed_by_peer(15s));
+  EXPECT_TRUE(settles([&] { return open_sockets(p); }, baseline)) << open_sockets(p) << " sockets, " << baseline
+                                                                  << " before";
+  // The compute module noticed and brings the editor back.
+  ASSERT_TRUE(w->wait_state(carol, "running", nullptr, 60s));
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  int status = 0;
+  while ((status = d().get(at + "again", as(carol)).status) != 200 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(w->post("/api/workspace/stop", carol).status, 200);
+}
+
+// dave's workspace is not running: his page load starts it, other requests
+// get 503, a member waits for nothing, and the page becomes the editor.
+TEST_F(Proxy, AWorkspaceThatIsNotRunning) {
+  auto dave = w->login("dave");
+  std::string dave_id = me(dave)["id"];
+  const std::string at = "/u/" + dave_id + "/";
+
+  auto page = d().get(at, {{"Cookie", "feuille_session=" + dave}, {"Accept", "text/html"}});
+  EXPECT_EQ(page.status, 503);
+  EXPECT_EQ(page.header("retry-after"), "5");
+  EXPECT_THAT(page.body, HasSubstr("Starting your workspace"));
+  EXPECT_THAT(page.body, HasSubstr("starting."));  // the script that follows the events
+  EXPECT_THAT(w->workspace(dave)["state"].get<std::string>(), ::testing::AnyOf("starting", "running"));
+
+  // While it starts, requests wait for it instead of failing.
+  auto waited = d().get(at + "waited", as(dave));
+  EXPECT_EQ(waited.status, 200) << waited.body;
+  EXPECT_EQ(json::parse(waited.body)["path"], "/waited");
+
+  EXPECT_EQ(w->post("/api/workspace/stop", dave).status, 200);
+  auto api_stopped = d().get(at + "api/files", as(dave));  // not a page: starts it, answers 503
+  EXPECT_EQ(api_stopped.status, 503);
+  EXPECT_EQ(api_stopped.header("retry-after"), "5");
+  EXPECT_THAT(w->workspace(dave)["state"].get<std::string>(), ::testing::AnyOf("starting", "running"));
+  ASSERT_TRUE(w->wait_state(dave, "running"));
+
+  // A member finds a stopped workspace stopped, and cannot start it. (The
+  // invite needs dave's Scratch project, made by his first start.)
+  auto inv_headers = w->as(dave, true);
+  inv_headers["Content-Type"] = "application/json";
+  auto inv = d().request("POST", "/api/invites", inv_headers, R"({"project":"Scratch","role":"editor"})");
+  ASSERT_EQ(inv.status, 201) << inv.body;
+  ASSERT_EQ(d().get("/join/" + json::parse(inv.body)["token"].get<std::string>(), as(bob)).status, 302);
+  EXPECT_EQ(w->post("/api/workspace/stop", dave).status, 200);
+  auto member = d().get(at + "x", as(bob));
+  EXPECT_EQ(member.status, 503);
+  EXPECT_THAT(member.body, HasSubstr("its owner can start it"));
+  EXPECT_EQ(w->workspace(dave)["state"], "stopped");
+}
+
+// Proxied requests are the user's activity, written in batches (and when
+// feuilled stops).
+TEST(ProxyActivity, ProxiedRequestsAreRecordedAsActivity) {
+  WorkspaceDaemon w;
+  auto token = w.login("erin");
+  ASSERT_EQ(w.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(w.wait_state(token, "running"));
+  auto& d = *w.daemon;
+  std::string id = json::parse(d.get("/api/me", w.as(token)).body)["id"];
+  auto before = d.db().scalar("SELECT coalesce(extract(epoch FROM last_activity_at)::text, '0') FROM workspaces");
+  std::this_thread::sleep_for(1100ms);
+  ASSERT_EQ(d.get("/u/" + id + "/typing", w.as(token)).status, 200);
+  auto stopped = d.stop();
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(*stopped, 0);
+  auto after = d.db().scalar("SELECT extract(epoch FROM last_activity_at)::text FROM workspaces");
+  EXPECT_GT(std::stod(after), std::stod(before) + 1.0) << before << " -> " << after;
+}

@@ -1,0 +1,48 @@
+#pragma once
+// A real feuilled whose workspaces run the stand-in image on the fixture's
+// Podman, with dev login; its containers are removed when it goes. Shared by
+// the workspace and proxy tests.
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/daemon.hpp"
+#include "support/process.hpp"
+
+namespace feuille::test {
+
+class WorkspaceDaemon {
+ public:
+  explicit WorkspaceDaemon(std::vector<std::string> extra = {}, std::string podman = "");
+  ~WorkspaceDaemon();
+  // feuilled again on the same database (after the first one died).
+  std::unique_ptr<Daemon> another();
+
+  std::string origin() const;
+  // Signs `handle` in with dev login; returns the session token.
+  std::string login(const std::string& handle, Daemon* d = nullptr);
+  // The session cookie (and, for a state change, the same-origin Origin).
+  std::map<std::string, std::string> as(const std::string& token, bool post = false) const;
+  HttpResponse post(const std::string& path, const std::string& token, Daemon* d = nullptr);
+  nlohmann::json workspace(const std::string& token, Daemon* d = nullptr);
+  bool wait_state(const std::string& token, const std::string& state, Daemon* d = nullptr,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+  std::unique_ptr<Daemon> daemon;
+  std::string instance;
+
+ private:
+  TempDir data_;
+  std::string podman_;
+  std::vector<std::string> args_;
+};
+
+// Reads from a connection until `needle` appears (or the timeout passes).
+std::string read_until(RawConnection& c, const std::string& needle,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+}  // namespace feuille::test
