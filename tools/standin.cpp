@@ -334,6 +334,10 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, const Options& o) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(tuple_awaitable);
     if (ec) continue;
+    // Headers and bodies go out in separate writes: without this, Nagle and
+    // delayed ACKs add 40 ms to small responses.
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
     asio::co_spawn(acceptor.get_executor(), session(std::move(socket), o), asio::detached);
   }
 }

@@ -1,7 +1,6 @@
 #include "proxy/reverse_proxy.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -18,6 +17,7 @@
 #include "http/page.hpp"
 #include "http/responses.hpp"
 #include "http/static_assets.hpp"
+#include "proxy/tunnel.hpp"
 #include "proxy/ws_frames.hpp"
 #include "util/logging.hpp"
 #include "util/spawn.hpp"
@@ -29,7 +29,6 @@ namespace beast = boost::beast;
 namespace bh = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -188,6 +187,10 @@ void ReverseProxy::stop() {
   stopping_ = true;
   sweep_timer_.cancel();
   pool_.close_all();
+  // WebSockets would live on past any grace period: close them now (the
+  // browser's reconnects once feuilled is back).
+  std::vector<Tunnel*> open(tunnels_.begin(), tunnels_.end());
+  for (auto* t : open) t->close();
 }
 
 asio::awaitable<void> ReverseProxy::sweep_loop() {
@@ -283,11 +286,9 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   ++active;
   struct Release {
     ReverseProxy& p;
-    std::string owner;
-    ~Release() {
-      if (auto it = p.active_.find(owner); it != p.active_.end() && --it->second == 0) p.active_.erase(it);
-    }
-  } release{*this, owner};
+    const std::string& owner;
+    ~Release() { p.release(owner); }
+  } slot{*this, owner};
 
   // The editor: running, on its way (wait for it), or stopped (the owner's
   // requests start it).
@@ -376,9 +377,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     }
     metrics_->count(ex.status);
     if (out.upgraded) {
-      metrics_->websockets.Increment();
       co_await tunnel(ex, *up, owner);
-      metrics_->websockets.Decrement();
       ex.keep_alive = false;
     } else if (out.reusable && !stopping_) {
       pool_.put(std::move(up));
@@ -591,9 +590,11 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
   co_return out;
 }
 
+// Sends the bytes that came with the upgrade on either side, then hands both
+// sockets to a Tunnel of their own: the request (its connection, parser and
+// coroutine frames) ends here; the tunnel holds the workspace's slot.
 asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnection& up, const std::string& owner) {
   auto& client = ex.stream.socket();
-  // Bytes that came with the upgrade on either side go first.
   FrameCounter from_browser;
   if (ex.buffer.size() > 0) {
     auto data = ex.buffer.data();
@@ -609,49 +610,36 @@ asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnectio
     if (ec) co_return;
     up.buffer.consume(up.buffer.size());
   }
-  // An idle tunnel holds no buffers.
-  ex.buffer.shrink_to_fit();
-  up.buffer.shrink_to_fit();
   up.deadline->disarm();
   ex.deadline.disarm();
-  co_await (pump(client, up.socket, &from_browser, &owner) || pump(up.socket, client, nullptr, nullptr));
-  beast::error_code ignored;
-  up.socket.shutdown(tcp::socket::shutdown_both, ignored);
-  up.socket.close(ignored);
+  if (stopping_) co_return;
+  TunnelEvents& events = *this;
+  auto t = std::make_shared<Tunnel>(std::move(client), std::move(up.socket), from_browser, owner, events);
+  tunnels_.insert(t.get());
+  ++active_[owner];  // released in ended()
+  metrics_->websockets.Increment();
+  t->start();
 }
 
-// Relays bytes one way until either side goes. It waits for readability with
-// no buffer, reads what is there into the loop's one scratch buffer and
-// writes it on at once; only when the other side cannot take it all is the
-// rest copied and written asynchronously. An idle tunnel costs no buffer.
-asio::awaitable<void> ReverseProxy::pump(tcp::socket& from, tcp::socket& to, FrameCounter* counter,
-                                         const std::string* owner) {
-  const bool upward = counter != nullptr;
-  for (;;) {
-    auto [wec] = co_await from.async_wait(tcp::socket::wait_read, tuple_awaitable);
-    if (wec) co_return;
-    beast::error_code ec;
-    std::size_t n = from.read_some(asio::buffer(scratch_), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-    if (ec) co_return;
-    if (counter) {
-      // Data frames from the browser are the user's activity; pings, pongs
-      // and whatever the editor sends are not.
-      if (auto frames = counter->feed({reinterpret_cast<const std::uint8_t*>(scratch_.data()), n}); frames > 0) {
-        metrics_->frames.Increment(static_cast<double>(frames));
-        workspaces_.record_activity(*owner);
-      }
-    }
-    (upward ? metrics_->bytes_up : metrics_->bytes_down).Increment(static_cast<double>(n));
-    std::size_t w = to.write_some(asio::buffer(scratch_.data(), n), ec);
-    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return;
-    if (w < n) {
-      std::vector<char> rest(scratch_.begin() + static_cast<std::ptrdiff_t>(w),
-                             scratch_.begin() + static_cast<std::ptrdiff_t>(n));
-      auto [aec, an] = co_await asio::async_write(to, asio::buffer(rest), tuple_awaitable);
-      if (aec) co_return;
-    }
-  }
+std::vector<char>& ReverseProxy::scratch() { return scratch_; }
+
+void ReverseProxy::browser_frames(const std::string& owner, std::size_t frames) {
+  metrics_->frames.Increment(static_cast<double>(frames));
+  workspaces_.record_activity(owner);
+}
+
+void ReverseProxy::relayed(std::size_t bytes, bool upward) {
+  (upward ? metrics_->bytes_up : metrics_->bytes_down).Increment(static_cast<double>(bytes));
+}
+
+void ReverseProxy::ended(Tunnel& t) {
+  tunnels_.erase(&t);
+  metrics_->websockets.Decrement();
+  release(t.owner());
+}
+
+void ReverseProxy::release(const std::string& owner) {
+  if (auto it = active_.find(owner); it != active_.end() && --it->second == 0) active_.erase(it);
 }
 
 }  // namespace feuille::proxy

@@ -15,6 +15,7 @@
 #include "app/module.hpp"
 #include "compute/workspaces.hpp"
 #include "proxy/headers.hpp"
+#include "proxy/tunnel.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace prometheus {
@@ -27,8 +28,6 @@ class Family;
 
 namespace feuille::proxy {
 
-class FrameCounter;
-
 struct ProxyOptions {
   Duration connect_timeout{5'000};
   Duration idle_timeout{600'000};  // nothing moved in either direction of an HTTP exchange
@@ -37,7 +36,7 @@ struct ProxyOptions {
   Duration upstream_idle{4'000};       // below Node's 5 s keep-alive timeout
 };
 
-class ReverseProxy : public app::Module {
+class ReverseProxy : public app::Module, private TunnelEvents {
  public:
   ReverseProxy(app::ModuleContext& ctx, compute::Workspaces& workspaces, ProxyOptions options = {});
   ~ReverseProxy() override;
@@ -52,8 +51,12 @@ class ReverseProxy : public app::Module {
   boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info,
                                         const std::string& owner);
   boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, const std::string& owner);
-  boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
-                                    FrameCounter* counter, const std::string* owner);
+  void release(const std::string& owner);  // a request's or a tunnel's slot in active_
+  // TunnelEvents
+  std::vector<char>& scratch() override;
+  void browser_frames(const std::string& owner, std::size_t frames) override;
+  void relayed(std::size_t bytes, bool upward) override;
+  void ended(Tunnel& t) override;
   boost::asio::awaitable<bool> user_exists(const std::string& id);
   boost::asio::awaitable<std::optional<compute::EditorTarget>> wait_running(const std::string& owner, Duration limit);
   boost::asio::awaitable<void> sweep_loop();
@@ -65,7 +68,8 @@ class ReverseProxy : public app::Module {
   UpstreamPool pool_;
   std::unordered_map<std::string, std::size_t> active_;  // per owner
   std::unordered_set<std::string> known_users_;
-  std::vector<char> scratch_;  // the loop's one relay buffer (see pump)
+  std::vector<char> scratch_;  // the loop's one relay buffer (see Tunnel)
+  std::unordered_set<Tunnel*> tunnels_;  // open WebSockets, closed on stop
   std::unique_ptr<Metrics> metrics_;
   boost::asio::steady_timer sweep_timer_;
   bool stopping_ = false;

@@ -1,0 +1,58 @@
+#pragma once
+// A WebSocket tunnel after the editor's 101: the browser's and the editor's
+// sockets, bytes relayed verbatim both ways. It owns both sockets and outlives
+// the request that opened it (the HTTP connection, its parser and the
+// handler's coroutine frames are gone by then), so an idle tunnel costs two
+// sockets and this object: no buffer, no coroutine frame. Each direction waits
+// for readability, reads what is there into the loop's one scratch buffer and
+// writes it on at once; only what the other side cannot take now is copied
+// and written asynchronously (that direction reads again when it is out).
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "proxy/ws_frames.hpp"
+
+namespace feuille::proxy {
+
+class Tunnel;
+
+// What a tunnel tells the proxy (which outlives every tunnel: it closes them
+// when it stops).
+class TunnelEvents {
+ public:
+  virtual std::vector<char>& scratch() = 0;  // the loop's relay buffer
+  virtual void browser_frames(const std::string& owner, std::size_t frames) = 0;  // activity
+  virtual void relayed(std::size_t bytes, bool upward) = 0;
+  virtual void ended(Tunnel& t) = 0;  // once, when both sides are closed
+
+ protected:
+  ~TunnelEvents() = default;
+};
+
+class Tunnel : public std::enable_shared_from_this<Tunnel> {
+ public:
+  Tunnel(boost::asio::ip::tcp::socket browser, boost::asio::ip::tcp::socket editor, FrameCounter counter,
+         std::string owner, TunnelEvents& events);
+  const std::string& owner() const { return owner_; }
+  void start();
+  // Closes both sides (shutdown, or either side went); idempotent.
+  void close();
+
+ private:
+  void wait(bool upward);
+  void readable(bool upward);
+
+  boost::asio::ip::tcp::socket browser_, editor_;
+  FrameCounter counter_;  // browser -> editor frames
+  std::string owner_;     // whose workspace
+  TunnelEvents& events_;
+  std::array<std::vector<char>, 2> pending_;  // [upward]: bytes the other side has not taken yet
+  bool closed_ = false;
+};
+
+}  // namespace feuille::proxy
