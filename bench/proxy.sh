@@ -6,7 +6,7 @@
 #     session cookie): requests/s, p99, CPU per request of the proxy.
 #     Targets: >= 1.0x nginx requests/s, p99 <= 1.2x nginx's.
 #  2. WebSocket round trip, 1000 sequential 32-byte echoes: median <= 1.1x nginx's.
-#  3. N idle WebSockets (default 8000): (RSS with them - RSS before) / N <= 10 KiB.
+#  3. N idle WebSockets (default 8000), measured first: (RSS with them - RSS before) / N <= 10 KiB.
 # Usage: bench/proxy.sh [IDLE_WEBSOCKETS]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -59,6 +59,34 @@ NGINX_WORKERS=$(pgrep -d, -f "nginx: worker process" -P "$(cat "$BENCH_TMP/nginx
 N=http://127.0.0.1:$NGINX_PORT
 D=http://127.0.0.1:$EDITOR_PORT
 
+# Idle WebSockets first: on fresh heaps, so RSS growth is what the tunnels take.
+echo "== $IDLE idle WebSockets =="
+idle() {  # port path cookie pids -> KiB per WebSocket
+  local port=$1 path=$2 cookie=$3 pids=$4
+  sleep 1
+  local before after
+  before=$(bench_rss_kib "$pids")
+  mkfifo "$BENCH_TMP/hold"
+  "$WSBENCH" idle "$port" "$path" "$IDLE" "$cookie" <"$BENCH_TMP/hold" >"$BENCH_TMP/idle.out" &
+  local holder=$!
+  exec 9>"$BENCH_TMP/hold"
+  for _ in $(seq 1 1200); do
+    grep -q "^open" "$BENCH_TMP/idle.out" 2>/dev/null && break
+    kill -0 "$holder" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1
+  after=$(bench_rss_kib "$pids")
+  grep -q "^open $IDLE" "$BENCH_TMP/idle.out" || echo "(only some opened: $(cat "$BENCH_TMP/idle.out"))" >&2
+  exec 9>&-
+  wait "$holder" || true
+  rm -f "$BENCH_TMP/hold"
+  awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}'
+}
+ni=$(idle "$NGINX_PORT" /ws "" "$NGINX_WORKERS")
+fi=$(idle "$FEUILLED_PORT" "/u/$USER_ID/ws" "feuille_session=$COOKIE" "$FEUILLED_PID")
+echo "nginx:    $ni KiB per idle WebSocket"
+echo "feuilled: $fi KiB per idle WebSocket (target <= 10)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %12s %10s %16s\n' "" "requests/s" "p99 (ms)" "proxy CPU us/req"
 for size in 1024 65536; do
@@ -90,31 +118,4 @@ echo "feuilled: $wf"
 awk -v f="$(echo "$wf" | awk '{print $2}')" -v n="$(echo "$wn" | awk '{print $2}')" \
   'BEGIN {printf "ratio: median %.2fx nginx (target <= 1.1)\n", f/n}'
 
-echo "== $IDLE idle WebSockets =="
-idle() {  # port path cookie pids -> KiB per WebSocket
-  local port=$1 path=$2 cookie=$3 pids=$4
-  sleep 1
-  local before after
-  before=$(bench_rss_kib "$pids")
-  mkfifo "$BENCH_TMP/hold"
-  "$WSBENCH" idle "$port" "$path" "$IDLE" "$cookie" <"$BENCH_TMP/hold" >"$BENCH_TMP/idle.out" &
-  local holder=$!
-  exec 9>"$BENCH_TMP/hold"
-  for _ in $(seq 1 1200); do
-    grep -q "^open" "$BENCH_TMP/idle.out" 2>/dev/null && break
-    kill -0 "$holder" 2>/dev/null || break
-    sleep 0.1
-  done
-  sleep 1
-  after=$(bench_rss_kib "$pids")
-  grep -q "^open $IDLE" "$BENCH_TMP/idle.out" || echo "(only some opened: $(cat "$BENCH_TMP/idle.out"))" >&2
-  exec 9>&-
-  wait "$holder" || true
-  rm -f "$BENCH_TMP/hold"
-  awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}'
-}
-ni=$(idle "$NGINX_PORT" /ws "" "$NGINX_WORKERS")
-fi=$(idle "$FEUILLED_PORT" "/u/$USER_ID/ws" "feuille_session=$COOKIE" "$FEUILLED_PID")
-echo "nginx:    $ni KiB per idle WebSocket"
-echo "feuilled: $fi KiB per idle WebSocket (target <= 10)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

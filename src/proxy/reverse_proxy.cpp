@@ -470,13 +470,9 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
         if (hec == bh::error::need_more) hec = {};
         else if (hec || rp->is_header_done()) break;
       }
-      // The editor has not answered yet: wait for it rather than try a read
-      // that would fail (one system call less per request).
       up.deadline->arm(options_.idle_timeout);
-      auto [rec] = co_await up.socket.async_wait(tcp::socket::wait_read, tuple_awaitable);
+      auto [rec, n] = co_await up.socket.async_read_some(up.buffer.prepare(16 * 1024), tuple_awaitable);
       up.deadline->disarm();
-      std::size_t n = rec ? 0 : up.socket.read_some(up.buffer.prepare(16 * 1024), rec);
-      if (rec == asio::error::would_block || rec == asio::error::try_again) continue;
       if (rec) {
         hec = rec;
         break;

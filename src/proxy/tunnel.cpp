@@ -1,5 +1,7 @@
 #include "proxy/tunnel.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/write.hpp>
 
 namespace feuille::proxy {
@@ -20,46 +22,53 @@ Tunnel::Tunnel(tcp::socket browser, tcp::socket editor, FrameCounter counter, st
 }
 
 void Tunnel::start() {
-  wait(true);
-  wait(false);
+  read(true);
+  read(false);
 }
 
-void Tunnel::wait(bool upward) {
+void Tunnel::read(bool upward) {
   auto& from = upward ? browser_ : editor_;
-  from.async_wait(tcp::socket::wait_read, [self = shared_from_this(), upward](const boost::system::error_code& ec) {
-    if (ec || self->closed_) return self->close();
-    self->readable(upward);
-  });
+  from.async_read_some(asio::buffer(inbox_[upward]),
+                       [self = shared_from_this(), upward](const boost::system::error_code& ec, std::size_t n) {
+                         if (ec || self->closed_) return self->close();  // end of stream, an error, or closed
+                         self->forward(upward, n);
+                       });
 }
 
-void Tunnel::readable(bool upward) {
+void Tunnel::forward(bool upward, std::size_t n) {
   auto& from = upward ? browser_ : editor_;
   auto& to = upward ? editor_ : browser_;
-  auto& scratch = events_.scratch();
+  const char* data = inbox_[upward].data();
   boost::system::error_code ec;
-  std::size_t n = from.read_some(asio::buffer(scratch), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) return wait(upward);
-  if (ec) return close();  // end of stream or an error: the tunnel is over
+  if (n == kInbox) {
+    // More may be waiting: take it in the same write.
+    auto& scratch = events_.scratch();
+    std::copy_n(inbox_[upward].data(), n, scratch.data());
+    std::size_t more = from.read_some(asio::buffer(scratch.data() + n, scratch.size() - n), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) return close();
+    n += ec ? 0 : more;
+    data = scratch.data();
+  }
   if (upward) {
     // Data frames from the browser are the user's activity; pings, pongs
     // and whatever the editor sends are not.
-    if (auto frames = counter_.feed({reinterpret_cast<const std::uint8_t*>(scratch.data()), n}); frames > 0)
+    if (auto frames = counter_.feed({reinterpret_cast<const std::uint8_t*>(data), n}); frames > 0)
       events_.browser_frames(owner_, frames);
   }
   events_.relayed(n, upward);
-  std::size_t written = to.write_some(asio::buffer(scratch.data(), n), ec);
+  std::size_t written = to.write_some(asio::buffer(data, n), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) written = 0;
   else if (ec) return close();
-  if (written == n) return wait(upward);
+  if (written == n) return read(upward);
   auto& rest = pending_[upward];
-  rest.assign(scratch.begin() + static_cast<std::ptrdiff_t>(written), scratch.begin() + static_cast<std::ptrdiff_t>(n));
+  rest.assign(data + written, data + n);
   asio::async_write(to, asio::buffer(rest),
                     [self = shared_from_this(), upward](const boost::system::error_code& wec, std::size_t) {
                       if (wec || self->closed_) return self->close();
                       auto& done = self->pending_[upward];
                       done.clear();
                       done.shrink_to_fit();
-                      self->wait(upward);
+                      self->read(upward);
                     });
 }
 

@@ -3,10 +3,13 @@
 // sockets, bytes relayed verbatim both ways. It owns both sockets and outlives
 // the request that opened it (the HTTP connection, its parser and the
 // handler's coroutine frames are gone by then), so an idle tunnel costs two
-// sockets and this object: no buffer, no coroutine frame. Each direction waits
-// for readability, reads what is there into the loop's one scratch buffer and
-// writes it on at once; only what the other side cannot take now is copied
-// and written asynchronously (that direction reads again when it is out).
+// sockets and this object (with a 1 KiB inbox per direction): no coroutine
+// frame. Each direction reads into its inbox (Asio queues the read without a
+// system call when the last one drained the socket; a bare wait for
+// readability would cost an epoll_ctl per message), tops a full inbox up from
+// the loop's one scratch buffer, and writes on at once; only what the other
+// side cannot take now is copied and written asynchronously (that direction
+// reads again when it is out).
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -44,14 +47,16 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
   void close();
 
  private:
-  void wait(bool upward);
-  void readable(bool upward);
+  void read(bool upward);
+  void forward(bool upward, std::size_t n);
 
   boost::asio::ip::tcp::socket browser_, editor_;
   FrameCounter counter_;  // browser -> editor frames
   std::string owner_;     // whose workspace
   TunnelEvents& events_;
-  std::array<std::vector<char>, 2> pending_;  // [upward]: bytes the other side has not taken yet
+  static constexpr std::size_t kInbox = 1024;
+  std::array<std::array<char, kInbox>, 2> inbox_;  // [upward]
+  std::array<std::vector<char>, 2> pending_;        // [upward]: bytes the other side has not taken yet
   bool closed_ = false;
 };
 
