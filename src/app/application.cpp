@@ -26,6 +26,7 @@
 #include "http/core_routes.hpp"
 #include "http/server.hpp"
 #include "proxy/reverse_proxy.hpp"
+#include "publish/publish_module.hpp"
 #include "util/logging.hpp"
 #include "util/spawn.hpp"
 
@@ -125,6 +126,7 @@ class Application {
     modules_.push_back(std::make_unique<auth::AuthModule>(ctx));  // first: sets ctx.authenticator, ctx.dashboard
     ctx.workspaces = &add<compute::ComputeModule>(ctx).workspaces();
     modules_.push_back(std::make_unique<proxy::ReverseProxy>(ctx, *ctx.workspaces));
+    modules_.push_back(publish::make_module(ctx));
   }
 
   template <class M>

@@ -1,0 +1,560 @@
+#include "publish/publish_module.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
+#include "db/users.hpp"
+#include "http/responses.hpp"
+#include "http/server.hpp"
+#include "publish/conditional.hpp"
+#include "publish/lru.hpp"
+#include "publish/markdown.hpp"
+#include "publish/page_html.hpp"
+#include "publish/project.hpp"
+#include "util/logging.hpp"
+#include "util/offload.hpp"
+
+namespace feuille::publish {
+namespace {
+
+namespace asio = boost::asio;
+namespace bh = boost::beast::http;
+using http::Request;
+using http::RequestContext;
+using http::Response;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// Every "not here" of the publish routes is this one answer: unknown
+// handles, private projects, missing pages and hostile paths alike.
+constexpr std::string_view kNotFound = "There is nothing at this address.";
+
+constexpr std::size_t kPageCacheBytes = 64 * 1024 * 1024;
+constexpr std::size_t kProjectCacheBytes = 32 * 1024 * 1024;
+constexpr std::size_t kHandleCacheEntries = 10'000;
+constexpr auto kHandleTtl = std::chrono::seconds(10);
+constexpr std::size_t kMaxPageBytes = 8 * 1024 * 1024;
+constexpr std::size_t kAssetChunk = 256 * 1024;
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+
+// Assets are the user's bytes on feuilled's origin: they must never run as
+// a document of that origin (an SVG or HTML file with scripts).
+constexpr std::string_view kAssetCsp =
+    "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; sandbox";
+constexpr std::string_view kPdfCsp = "default-src 'none'; img-src 'self' data:; frame-ancestors 'none'";
+
+struct Owner {
+  std::string id, handle, name;
+};
+
+// A scanned project and the generation that identifies this scan: pages
+// rendered from an older scan (old nav, old titles) are not reused.
+struct Loaded {
+  std::shared_ptr<const Project> project;
+  std::uint64_t generation = 0;
+};
+
+struct CachedPage {
+  std::uint64_t generation = 0;
+  Stamp stamp;
+  std::shared_ptr<const std::string> html;
+  std::string etag;
+};
+
+struct Rendered {
+  std::shared_ptr<const std::string> html;
+  std::string etag;
+  bool missing = false;          // the file could not be read (gone, or a link out of the project)
+  bool heading_changed = false;  // its "# heading" is not the one the nav knows
+};
+
+struct HandleEntry {
+  std::optional<Owner> owner;
+  Clock::time_point expires;
+};
+
+struct OpenedAsset {
+  std::shared_ptr<Fd> fd;
+  std::uint64_t size = 0;
+  Stamp stamp;
+};
+
+// Concurrent requests for the same work (same key) share one job: the first
+// runs it, the others wait for its result. Loop only.
+template <class T>
+class Inflight {
+ public:
+  template <class Job>
+  asio::awaitable<T> run(std::string key, Job job) {
+    if (auto it = slots_.find(key); it != slots_.end()) {
+      auto slot = it->second;
+      co_await slot->done.async_wait(tuple_awaitable);
+      if (slot->error) std::rethrow_exception(slot->error);
+      co_return *slot->value;
+    }
+    auto slot = std::make_shared<Slot>(co_await asio::this_coro::executor);
+    slots_.emplace(key, slot);
+    try {
+      slot->value.emplace(co_await job());
+    } catch (...) {
+      slot->error = std::current_exception();
+    }
+    slots_.erase(key);
+    slot->done.cancel();
+    if (slot->error) std::rethrow_exception(slot->error);
+    co_return *slot->value;
+  }
+
+ private:
+  struct Slot {
+    explicit Slot(asio::any_io_executor ex) : done(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer done;
+    std::optional<T> value;
+    std::exception_ptr error;
+  };
+  std::unordered_map<std::string, std::shared_ptr<Slot>> slots_;
+};
+
+bool valid_handle(std::string_view h) {
+  if (h.empty() || h.size() > 46) return false;
+  for (char c : h)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string join(const std::vector<std::string>& segments) {
+  std::string out;
+  for (const auto& s : segments) {
+    if (!out.empty()) out.push_back('/');
+    out += s;
+  }
+  return out;
+}
+
+std::string hex(std::uint64_t v) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string content_etag(std::string_view body) {
+  return "\"" + hex(std::hash<std::string_view>{}(body)) + "-" + hex(body.size()) + "\"";
+}
+
+std::string asset_type(std::string_view name) {
+  auto dot = name.rfind('.');
+  std::string ext = dot == std::string_view::npos ? "" : lower(name.substr(dot + 1));
+  static const std::unordered_map<std::string, std::string> types{
+      {"png", "image/png"}, {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"}, {"gif", "image/gif"},
+      {"webp", "image/webp"}, {"avif", "image/avif"}, {"svg", "image/svg+xml"}, {"ico", "image/x-icon"},
+      {"bmp", "image/bmp"}, {"pdf", "application/pdf"}, {"csv", "text/csv; charset=utf-8"},
+      {"tsv", "text/tab-separated-values; charset=utf-8"}, {"txt", "text/plain; charset=utf-8"},
+      {"md", "text/plain; charset=utf-8"}, {"json", "application/json"}, {"mp4", "video/mp4"},
+      {"webm", "video/webm"}, {"mp3", "audio/mpeg"}, {"ogg", "audio/ogg"}, {"wav", "audio/wav"},
+      {"woff", "font/woff"}, {"woff2", "font/woff2"}, {"ttf", "font/ttf"}, {"otf", "font/otf"},
+      {"css", "text/css; charset=utf-8"},
+      // Never as a document or script of feuilled's origin.
+      {"html", "text/plain; charset=utf-8"}, {"htm", "text/plain; charset=utf-8"},
+      {"xhtml", "text/plain; charset=utf-8"}, {"js", "text/plain; charset=utf-8"},
+      {"mjs", "text/plain; charset=utf-8"}, {"xml", "text/plain; charset=utf-8"}};
+  auto it = types.find(ext);
+  return it == types.end() ? "application/octet-stream" : it->second;
+}
+
+std::optional<OpenedAsset> open_asset(int dir, const std::string& rel) {
+  Fd f = open_beneath(dir, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+  if (!f) return std::nullopt;
+  struct stat st {};
+  if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return OpenedAsset{std::make_shared<Fd>(std::move(f)), static_cast<std::uint64_t>(st.st_size), Stamp::of(st)};
+}
+
+std::string read_chunk(int fd, std::uint64_t offset, std::size_t len) {
+  std::string buf(len, '\0');
+  std::size_t got = 0;
+  while (got < len) {
+    ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  buf.resize(got);
+  return buf;
+}
+
+// Renders one page (or the empty-project page when current < 0) on the pool.
+Rendered render_page(int dir, const std::shared_ptr<const Project>& project, int current, const std::string& handle,
+                     bool check_heading) {
+  Rendered r;
+  std::string article;
+  if (current >= 0) {
+    const Page& page = project->pages[current];
+    bool truncated = false;
+    auto text = read_beneath(dir, page.file, kMaxPageBytes, nullptr, &truncated);
+    if (!text) {
+      r.missing = true;
+      return r;
+    }
+    if (check_heading && first_heading(std::string_view(*text).substr(0, kTitleScanBytes)) != page.heading) {
+      r.heading_changed = true;
+      return r;
+    }
+    if (truncated) article = "<p>This page is too large to be published (over 8 MiB).</p>";
+    else article = render_markdown(*text, link_rewriter(*project, project_url(handle, project->folder), page));
+  }
+  auto html = std::make_shared<const std::string>(project_page(handle, *project, current, article));
+  r.etag = content_etag(*html);
+  r.html = std::move(html);
+  return r;
+}
+
+class PublishModule final : public app::Module {
+ public:
+  explicit PublishModule(app::ModuleContext& ctx)
+      : pool_(ctx.pool), config_(ctx.config), db_(ctx.db), log_(logger("publish")) {
+    auto& registry = ctx.metrics.registry();
+    auto& lookups = prometheus::BuildCounter()
+                        .Name("feuille_publish_page_lookups_total")
+                        .Help("Published page requests by cache result")
+                        .Register(registry);
+    cache_hits_ = &lookups.Add({{"result", "hit"}});
+    cache_misses_ = &lookups.Add({{"result", "render"}});
+    scans_total_ = &prometheus::BuildCounter()
+                        .Name("feuille_publish_project_scans_total")
+                        .Help("Project folders scanned (first visit or after a change)")
+                        .Register(registry)
+                        .Add({});
+    cache_bytes_ = &prometheus::BuildGauge()
+                        .Name("feuille_publish_page_cache_bytes")
+                        .Help("Rendered pages held in memory")
+                        .Register(registry)
+                        .Add({});
+
+    auto& r = ctx.router;
+    r.add({bh::verb::get}, "/@{handle}", "publish",
+          [this](Request& req, RequestContext& c) { return listing(req, c); });
+    r.add({bh::verb::get}, "/@{handle}/{project}", "publish",
+          [this](Request& req, RequestContext& c) { return page(req, c); });
+    r.add({bh::verb::get}, "/@{handle}/{project}/{page*}", "publish",
+          [this](Request& req, RequestContext& c) { return page(req, c); });
+    r.add_stream({bh::verb::get}, "/@{handle}/{project}/_assets/{file*}", "publish",
+                 [this](http::Exchange& ex) { return asset(ex); });
+  }
+
+  std::string_view name() const override { return "publish"; }
+
+ private:
+  static Response not_found(const bh::request_header<>& req) { return http::error_for(req, 404, kNotFound); }
+
+  // The user behind a handle, remembered for a few seconds (found or not).
+  asio::awaitable<std::optional<Owner>> find_owner(std::string_view raw) {
+    if (!valid_handle(raw)) co_return std::nullopt;
+    std::string key = lower(raw);
+    auto now = Clock::now();
+    if (auto* e = handles_.find(key); e && e->expires > now) co_return e->owner;
+    auto user = co_await db_.run([key](pqxx::work& w) { return db::find_user_by_handle(w, key); });
+    std::optional<Owner> owner;
+    if (user) owner = Owner{user->id, user->handle, user->name};
+    handles_.put(key, HandleEntry{owner, Clock::now() + kHandleTtl}, 1);
+    co_return owner;
+  }
+
+  // Opens the project's folder into `dir` and returns its scan: the cached
+  // one while mrmd.md and every folder keep their stamps, else a new one.
+  asio::awaitable<Loaded> load_project(const Owner& owner, const std::string& name, Fd& dir) {
+    std::string key = owner.id + "/" + name;
+    Fd user_dir = open_user_dir(config_.data_dir, owner.id);
+    if (user_dir) dir = open_project_dir(user_dir.get(), name);
+    if (!dir) {
+      projects_.erase(key);
+      co_return Loaded{};
+    }
+    if (auto* cached = projects_.find(key); cached && cached->project->fresh(dir.get())) co_return *cached;
+    int fd = dir.get();
+    Loaded loaded = co_await scans_.run(key, [this, key, name, fd, handle = owner.handle]() {
+      return scan(key, name, fd, handle);
+    });
+    // A scan this request joined may have started before the change it
+    // must see: then scan again.
+    if (!loaded.project->fresh(fd)) loaded = co_await scan(key, name, fd, owner.handle);
+    co_return loaded;
+  }
+
+  asio::awaitable<Loaded> scan(std::string key, std::string name, int fd, std::string handle) {
+    auto project = co_await offload(pool_, [fd, name] { return std::make_shared<const Project>(scan_project(fd, name)); });
+    scans_total_->Increment();
+    if (project->config || project->problem != "no readable mrmd.md") {
+      if (!project->problem.empty()) log_->warn("@{} project \"{}\" is not published: {}", handle, name, project->problem);
+      for (const auto& w : project->warnings) log_->warn("@{} project \"{}\": {}", handle, name, w);
+    }
+    Loaded loaded{project, ++generation_};
+    std::size_t cost = 4096;
+    for (const auto& p : project->pages) cost += p.url.size() + p.file.size() + p.title.size() + 256;
+    projects_.put(key, loaded, cost);
+    co_return loaded;
+  }
+
+  asio::awaitable<Response> listing(Request& req, RequestContext& ctx) {
+    auto owner = co_await find_owner(ctx.params.get("handle"));
+    if (!owner) co_return not_found(req);
+    auto html = co_await offload(pool_, [data_dir = config_.data_dir, o = *owner] {
+      Fd user_dir = open_user_dir(data_dir, o.id);
+      std::vector<ProjectSummary> projects;
+      if (user_dir) projects = list_projects(user_dir.get());
+      return listing_page(o.handle, o.name, projects);
+    });
+    std::string etag = content_etag(html);
+    if (not_modified(req[bh::field::if_none_match], "", etag, 0)) co_return not_modified_response(etag, std::nullopt);
+    auto res = http::text_response(200, std::move(html), "text/html; charset=utf-8");
+    res.set(bh::field::etag, etag);
+    res.set(bh::field::cache_control, "no-cache");
+    co_return res;
+  }
+
+  static Response not_modified_response(const std::string& etag, std::optional<std::int64_t> last_modified) {
+    Response r{bh::status::not_modified, 11};
+    r.set(bh::field::etag, etag);
+    if (last_modified) r.set(bh::field::last_modified, http_date(*last_modified));
+    r.set(bh::field::cache_control, "no-cache");
+    return r;
+  }
+
+  asio::awaitable<Response> page(Request& req, RequestContext& ctx) {
+    std::string_view raw_handle = ctx.params.get("handle");
+    std::string_view raw_project = ctx.params.get("project");
+    std::string_view raw_page = ctx.params.get("page");
+    if (!raw_page.empty() && raw_page.back() == '/') {
+      // "/@h/p/" and "/@h/p/page/": the canonical URL has no trailing slash.
+      std::string_view trimmed = raw_page.substr(0, raw_page.size() - 1);
+      if (!valid_handle(raw_handle) || !decode_segment(raw_project) || (!trimmed.empty() && !decode_path(trimmed)))
+        co_return not_found(req);
+      std::string location = "/@" + std::string(raw_handle) + "/" + std::string(raw_project);
+      if (!trimmed.empty()) location += "/" + std::string(trimmed);
+      co_return http::redirect(301, location);
+    }
+    auto owner = co_await find_owner(raw_handle);
+    auto name = decode_segment(raw_project);
+    auto segments = decode_path(raw_page);
+    if (!owner || !name || !segments) co_return not_found(req);
+    const std::string url = join(*segments);
+    const std::string project_key = owner->id + "/" + *name;
+
+    for (int attempt = 0;; ++attempt) {
+      Fd dir;
+      Loaded loaded = co_await load_project(*owner, *name, dir);
+      if (!loaded.project || !loaded.project->served()) co_return not_found(req);
+      const Project& p = *loaded.project;
+      int current = p.home();
+      if (!url.empty()) {
+        auto it = p.by_url.find(url);
+        if (it == p.by_url.end()) co_return not_found(req);
+        current = static_cast<int>(it->second);
+      }
+      Stamp stamp = current >= 0 ? stamp_at(dir.get(), p.pages[current].file.c_str(), true) : Stamp{};
+      std::int64_t newest = std::max(stamp.mtime_ns, p.config_stamp.mtime_ns);
+      for (const auto& f : p.folders) newest = std::max(newest, f.second.mtime_ns);
+      const std::int64_t last_modified = newest / 1'000'000'000;
+
+      std::string key = project_key + "\n" + (current >= 0 ? p.pages[current].url : std::string("\x01"));
+      CachedPage* cached = pages_.find(key);
+      CachedPage fresh;
+      if (cached && cached->generation == loaded.generation && cached->stamp == stamp) {
+        cache_hits_->Increment();
+      } else {
+        cache_misses_->Increment();
+        auto shared_dir = std::make_shared<Fd>(std::move(dir));
+        bool check_heading = attempt == 0;
+        std::string job_key = key + "\n" + std::to_string(loaded.generation) + "\n" + std::to_string(stamp.ino) + ":" +
+                              std::to_string(stamp.size) + ":" + std::to_string(stamp.mtime_ns);
+        Rendered r = co_await renders_.run(job_key, [this, shared_dir, project = loaded.project, current,
+                                                     handle = owner->handle, check_heading]() {
+          return offload(pool_, [shared_dir, project, current, handle, check_heading] {
+            return render_page(shared_dir->get(), project, current, handle, check_heading);
+          });
+        });
+        if (r.missing) co_return not_found(req);
+        if (r.heading_changed) {
+          // The nav of every page shows this title: scan the project again.
+          projects_.erase(project_key);
+          continue;
+        }
+        fresh = CachedPage{loaded.generation, stamp, r.html, r.etag};
+        pages_.put(key, fresh, fresh.html->size() + key.size() + 256);
+        cache_bytes_->Set(static_cast<double>(pages_.used()));
+        cached = &fresh;
+      }
+      if (not_modified(req[bh::field::if_none_match], req[bh::field::if_modified_since], cached->etag, last_modified))
+        co_return not_modified_response(cached->etag, last_modified);
+      auto res = http::text_response(200, *cached->html, "text/html; charset=utf-8");
+      res.set(bh::field::etag, cached->etag);
+      res.set(bh::field::last_modified, http_date(last_modified));
+      res.set(bh::field::cache_control, "no-cache");
+      co_return res;
+    }
+  }
+
+  // Writes a whole buffered response on a streaming route; false when the
+  // connection failed.
+  static asio::awaitable<bool> write_whole(http::Exchange& ex, const Response& res, bool head_only) {
+    std::string out;
+    http::serialize_head(res, out, ex.keep_alive, ex.ctx.request_id, true);
+    if (!head_only) out += res.body();
+    ex.stream.expires_after(kWriteTimeout);
+    auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(out), tuple_awaitable);
+    ex.stream.expires_never();
+    ex.status = res.result_int();
+    ex.bytes = ec || head_only ? 0 : res.body().size();
+    if (ec) ex.keep_alive = false;
+    co_return !ec;
+  }
+
+  asio::awaitable<void> asset(http::Exchange& ex) {
+    const auto& req = ex.parser.get();
+    const bool head_only = req.method() == bh::verb::head;
+    const bool has_body = ex.parser.chunked() || (ex.parser.content_length() && *ex.parser.content_length() > 0);
+    ex.keep_alive = req.keep_alive() && !has_body;  // a body is never read here
+
+    auto owner = co_await find_owner(ex.ctx.params.get("handle"));
+    auto name = decode_segment(ex.ctx.params.get("project"));
+    auto segments = decode_path(ex.ctx.params.get("file"));
+    bool ok = owner && name && segments && !segments->empty();
+    if (ok)
+      for (const auto& s : *segments)
+        if (s.front() == '.' || s.front() == '_') ok = false;  // hidden inside _assets/ too
+    std::optional<OpenedAsset> file;
+    if (ok) {
+      Fd dir;
+      Loaded loaded = co_await load_project(*owner, *name, dir);
+      if (loaded.project && loaded.project->served()) {
+        auto shared_dir = std::make_shared<Fd>(std::move(dir));
+        std::string rel = "_assets/" + join(*segments);
+        file = co_await offload(pool_, [shared_dir, rel] { return open_asset(shared_dir->get(), rel); });
+      }
+    }
+    if (!file) {
+      Response missing = not_found(req);
+      co_await write_whole(ex, missing, head_only);
+      co_return;
+    }
+
+    const std::string etag = "\"" + hex(file->stamp.ino) + "-" + hex(file->stamp.size) + "-" +
+                             hex(static_cast<std::uint64_t>(file->stamp.mtime_ns)) + "\"";
+    const std::int64_t last_modified = file->stamp.mtime_ns / 1'000'000'000;
+    if (not_modified(req[bh::field::if_none_match], req[bh::field::if_modified_since], etag, last_modified)) {
+      Response unchanged = not_modified_response(etag, last_modified);
+      co_await write_whole(ex, unchanged, true);
+      co_return;
+    }
+
+    const std::string type = asset_type(segments->back());
+    Response res{bh::status::ok, 11};
+    res.set(bh::field::content_type, type);
+    res.set(bh::field::etag, etag);
+    res.set(bh::field::last_modified, http_date(last_modified));
+    res.set(bh::field::cache_control, "no-cache");
+    res.set(bh::field::accept_ranges, "bytes");
+    res.set("Content-Security-Policy", type == "application/pdf" ? kPdfCsp : kAssetCsp);
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Referrer-Policy", "same-origin");
+
+    ByteRange range{0, file->size ? file->size - 1 : 0};
+    std::uint64_t length = file->size;
+    auto range_header = req[bh::field::range];
+    auto if_range = req[bh::field::if_range];
+    bool range_applies = !range_header.empty() &&
+                         (if_range.empty() || if_range == etag || parse_http_date(if_range) == last_modified);
+    if (range_applies) {
+      switch (parse_range(range_header, file->size, range)) {
+        case RangeKind::whole:
+          range = {0, file->size ? file->size - 1 : 0};
+          break;
+        case RangeKind::unsatisfiable: {
+          res.result(bh::status::range_not_satisfiable);
+          res.set(bh::field::content_range, "bytes */" + std::to_string(file->size));
+          res.content_length(0);
+          co_await write_whole(ex, res, true);
+          co_return;
+        }
+        case RangeKind::partial:
+          res.result(bh::status::partial_content);
+          res.set(bh::field::content_range, "bytes " + std::to_string(range.first) + "-" + std::to_string(range.last) +
+                                                "/" + std::to_string(file->size));
+          length = range.last - range.first + 1;
+          break;
+      }
+    }
+    res.content_length(length);
+    bool sent = co_await write_whole(ex, res, true);
+    if (!sent || head_only) co_return;
+
+    std::uint64_t offset = range.first, remaining = length;
+    auto fd = file->fd;
+    while (remaining > 0) {
+      std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, kAssetChunk));
+      std::string chunk = co_await offload(pool_, [fd, offset, want] { return read_chunk(fd->get(), offset, want); });
+      if (chunk.empty()) {
+        // The file shrank under us: the promised length cannot be sent.
+        ex.keep_alive = false;
+        co_return;
+      }
+      ex.stream.expires_after(kWriteTimeout);
+      auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(chunk), tuple_awaitable);
+      ex.stream.expires_never();
+      if (ec) {
+        ex.keep_alive = false;
+        co_return;
+      }
+      ex.bytes += n;
+      offset += chunk.size();
+      remaining -= chunk.size();
+    }
+  }
+
+  asio::thread_pool& pool_;
+  const Config& config_;
+  db::Database& db_;
+  std::shared_ptr<spdlog::logger> log_;
+  Lru<HandleEntry> handles_{kHandleCacheEntries};
+  Lru<Loaded> projects_{kProjectCacheBytes};
+  Lru<CachedPage> pages_{kPageCacheBytes};
+  Inflight<Loaded> scans_;
+  Inflight<Rendered> renders_;
+  std::uint64_t generation_ = 0;
+  prometheus::Counter* cache_hits_ = nullptr;
+  prometheus::Counter* cache_misses_ = nullptr;
+  prometheus::Counter* scans_total_ = nullptr;
+  prometheus::Gauge* cache_bytes_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<app::Module> make_module(app::ModuleContext& ctx) { return std::make_unique<PublishModule>(ctx); }
+
+}  // namespace feuille::publish
