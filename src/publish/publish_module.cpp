@@ -112,10 +112,15 @@ class Inflight {
       if (slot->error) std::rethrow_exception(slot->error);
       co_return *slot->value;
     }
-    auto slot = std::make_shared<Slot>(co_await asio::this_coro::executor);
+    asio::any_io_executor ex = co_await asio::this_coro::executor;
+    auto slot = std::make_shared<Slot>(ex);
     slots_.emplace(key, slot);
     try {
-      slot->value.emplace(co_await job());
+      // The awaitable is a named local (GCC 12 destroys temporaries inside
+      // some co_await expressions twice).
+      auto work = job();
+      T value = co_await std::move(work);
+      slot->value.emplace(std::move(value));
     } catch (...) {
       slot->error = std::current_exception();
     }
@@ -279,7 +284,10 @@ class PublishModule final : public app::Module {
     std::string key = lower(raw);
     auto now = Clock::now();
     if (auto* e = handles_.find(key); e && e->expires > now) co_return e->owner;
-    auto user = co_await db_.run([key](pqxx::work& w) { return db::find_user_by_handle(w, key); });
+    // The query is built first: a temporary with a destructor inside a
+    // co_await expression is destroyed twice by GCC 12.
+    auto query = [&key](pqxx::work& w) { return db::find_user_by_handle(w, key); };
+    auto user = co_await db_.run(query);
     std::optional<Owner> owner;
     if (user) owner = Owner{user->id, user->handle, user->name};
     handles_.put(key, HandleEntry{owner, Clock::now() + kHandleTtl}, 1);
@@ -298,17 +306,22 @@ class PublishModule final : public app::Module {
     }
     if (auto* cached = projects_.find(key); cached && cached->project->fresh(dir.get())) co_return *cached;
     int fd = dir.get();
-    Loaded loaded = co_await scans_.run(key, [this, key, name, fd, handle = owner.handle]() {
-      return scan(key, name, fd, handle);
-    });
+    // Jobs are named locals: a temporary with a destructor inside a
+    // co_await expression is destroyed twice by GCC 12.
+    auto job = [this, key, name, fd, handle = owner.handle]() { return scan(key, name, fd, handle); };
+    Loaded loaded = co_await scans_.run(key, std::move(job));
     // A scan this request joined may have started before the change it
     // must see: then scan again.
-    if (!loaded.project->fresh(fd)) loaded = co_await scan(key, name, fd, owner.handle);
+    if (!loaded.project->fresh(fd)) {
+      std::string handle = owner.handle;
+      loaded = co_await scan(std::move(key), name, fd, std::move(handle));
+    }
     co_return loaded;
   }
 
   asio::awaitable<Loaded> scan(std::string key, std::string name, int fd, std::string handle) {
-    auto project = co_await offload(pool_, [fd, name] { return std::make_shared<const Project>(scan_project(fd, name)); });
+    auto job = [fd, name] { return std::make_shared<const Project>(scan_project(fd, name)); };
+    auto project = co_await offload(pool_, std::move(job));
     scans_total_->Increment();
     if (project->config || project->problem != "no readable mrmd.md") {
       if (!project->problem.empty()) log_->warn("@{} project \"{}\" is not published: {}", handle, name, project->problem);
@@ -324,12 +337,13 @@ class PublishModule final : public app::Module {
   asio::awaitable<Response> listing(Request& req, RequestContext& ctx) {
     auto owner = co_await find_owner(ctx.params.get("handle"));
     if (!owner) co_return not_found(req);
-    auto html = co_await offload(pool_, [data_dir = config_.data_dir, o = *owner] {
+    auto job = [data_dir = config_.data_dir, o = *owner] {
       Fd user_dir = open_user_dir(data_dir, o.id);
       std::vector<ProjectSummary> projects;
       if (user_dir) projects = list_projects(user_dir.get());
       return listing_page(o.handle, o.name, projects);
-    });
+    };
+    auto html = co_await offload(pool_, std::move(job));
     std::string etag = content_etag(html);
     if (not_modified(req[bh::field::if_none_match], "", etag, 0)) co_return not_modified_response(etag, std::nullopt);
     auto res = http::text_response(200, std::move(html), "text/html; charset=utf-8");
@@ -350,9 +364,9 @@ class PublishModule final : public app::Module {
     std::string_view raw_handle = ctx.params.get("handle");
     std::string_view raw_project = ctx.params.get("project");
     std::string_view raw_page = ctx.params.get("page");
-    if (!raw_page.empty() && raw_page.back() == '/') {
+    if (ctx.path.back() == '/') {
       // "/@h/p/" and "/@h/p/page/": the canonical URL has no trailing slash.
-      std::string_view trimmed = raw_page.substr(0, raw_page.size() - 1);
+      std::string_view trimmed = raw_page.empty() ? raw_page : raw_page.substr(0, raw_page.size() - 1);
       if (!valid_handle(raw_handle) || !decode_segment(raw_project) || (!trimmed.empty() && !decode_path(trimmed)))
         co_return not_found(req);
       std::string location = "/@" + std::string(raw_handle) + "/" + std::string(raw_project);
@@ -393,12 +407,12 @@ class PublishModule final : public app::Module {
         bool check_heading = attempt == 0;
         std::string job_key = key + "\n" + std::to_string(loaded.generation) + "\n" + std::to_string(stamp.ino) + ":" +
                               std::to_string(stamp.size) + ":" + std::to_string(stamp.mtime_ns);
-        Rendered r = co_await renders_.run(job_key, [this, shared_dir, project = loaded.project, current,
-                                                     handle = owner->handle, check_heading]() {
+        auto job = [this, shared_dir, project = loaded.project, current, handle = owner->handle, check_heading]() {
           return offload(pool_, [shared_dir, project, current, handle, check_heading] {
             return render_page(shared_dir->get(), project, current, handle, check_heading);
           });
-        });
+        };
+        Rendered r = co_await renders_.run(std::move(job_key), std::move(job));
         if (r.missing) co_return not_found(req);
         if (r.heading_changed) {
           // The nav of every page shows this title: scan the project again.
@@ -455,7 +469,8 @@ class PublishModule final : public app::Module {
       if (loaded.project && loaded.project->served()) {
         auto shared_dir = std::make_shared<Fd>(std::move(dir));
         std::string rel = "_assets/" + join(*segments);
-        file = co_await offload(pool_, [shared_dir, rel] { return open_asset(shared_dir->get(), rel); });
+        auto job = [shared_dir, rel] { return open_asset(shared_dir->get(), rel); };
+        file = co_await offload(pool_, std::move(job));
       }
     }
     if (!file) {
@@ -518,7 +533,8 @@ class PublishModule final : public app::Module {
     auto fd = file->fd;
     while (remaining > 0) {
       std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, kAssetChunk));
-      std::string chunk = co_await offload(pool_, [fd, offset, want] { return read_chunk(fd->get(), offset, want); });
+      auto job = [fd, offset, want] { return read_chunk(fd->get(), offset, want); };
+      std::string chunk = co_await offload(pool_, std::move(job));
       if (chunk.empty()) {
         // The file shrank under us: the promised length cannot be sent.
         ex.keep_alive = false;
