@@ -64,12 +64,14 @@ struct Entry {
   bool folder = false;
   std::string heading;  // files: their first heading
   std::vector<Entry> children;
+  bool link = false;
   int rank = INT_MAX;                 // nav.order position (INT_MAX: not listed)
 };
 
 struct Walker {
   int project_dir;
   Project& project;
+  const std::function<void(int)>& on_folder;
   std::size_t entries = 0;
   bool truncated = false;
 
@@ -101,15 +103,16 @@ struct Walker {
         if (!sub) continue;
         struct stat st {};
         if (::fstat(sub.get(), &st) != 0) continue;
-        Entry e{name, rel, parse_name(name, false), true, {}, {}, INT_MAX};
+        Entry e{name, rel, parse_name(name, false), true, {}, {}, false, INT_MAX};
         project.folders.emplace_back(rel, Stamp::of(st));
+        if (on_folder) on_folder(sub.get());
         walk(sub.get(), rel, depth + 1, e.children);
         out.push_back(std::move(e));
       } else if ((type == DT_REG || type == DT_LNK) && has_md_suffix(name)) {
         // Read through the project folder: a symlink leaving it fails here.
         auto head = read_beneath(project_dir, rel, kTitleScanBytes);
         if (!head) continue;
-        Entry e{name, rel, parse_name(name, true), false, first_heading(*head), {}, INT_MAX};
+        Entry e{name, rel, parse_name(name, true), false, first_heading(*head), {}, type == DT_LNK, INT_MAX};
         out.push_back(std::move(e));
       }
     }
@@ -180,7 +183,7 @@ struct Builder {
       return -1;
     }
     std::string title = e.heading.empty() ? title_case(e.parsed.stem) : e.heading;
-    p.pages.push_back(Page{url, e.rel, std::move(title), e.heading, index});
+    p.pages.push_back(Page{url, e.rel, std::move(title), e.heading, index, e.link});
     p.by_url[url] = p.pages.size() - 1;
     p.by_file[e.rel] = p.pages.size() - 1;
     return static_cast<int>(p.pages.size() - 1);
@@ -282,11 +285,12 @@ std::optional<std::string> read_beneath(int dir, const std::string& rel, std::si
   return out;
 }
 
-Project scan_project(int project_dir, std::string folder) {
+Project scan_project(int project_dir, std::string folder, const std::function<void(int dir_fd)>& on_folder) {
   Project p;
   p.folder = std::move(folder);
   p.folders.emplace_back(".", stamp_at(project_dir, ".", false));
   p.config_stamp = stamp_at(project_dir, "mrmd.md", true);
+  if (on_folder) on_folder(project_dir);
   bool truncated = false;
   auto text = read_beneath(project_dir, "mrmd.md", kMaxConfigBytes, nullptr, &truncated);
   if (!text) {
@@ -306,7 +310,7 @@ Project scan_project(int project_dir, std::string folder) {
   p.config = std::move(parsed.config);
   if (!p.served()) return p;  // nothing else to know about a private project
 
-  Walker walker{project_dir, p};
+  Walker walker{project_dir, p, on_folder};
   std::vector<Entry> root;
   walker.walk(project_dir, "", 0, root);
   if (walker.truncated)

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +53,7 @@ struct Page {
   std::string title;
   std::string heading;  // the first "# heading" found when scanning ("" = title from the name)
   bool index = false;   // a folder's index page (its URL is the folder's)
+  bool link = false;    // the file is a symlink (to a file inside the project)
 };
 
 struct NavItem {
@@ -94,7 +96,9 @@ Fd open_user_dir(const std::string& data_dir, const std::string& user_id);
 Fd open_project_dir(int user_dir, const std::string& name);
 
 // Reads mrmd.md and walks the folder. Never throws for what is on disk.
-Project scan_project(int project_dir, std::string folder);
+// `on_folder` is called with each folder it reads (the project's own first),
+// open, after its stamp was taken and before its entries are read.
+Project scan_project(int project_dir, std::string folder, const std::function<void(int dir_fd)>& on_folder = {});
 
 // Reads at most `limit` bytes of `rel` below `dir` (symlinks only beneath);
 // nullopt when it cannot be opened or is not a regular file. *stamp gets the

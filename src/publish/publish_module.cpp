@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -25,6 +26,7 @@
 #include "http/responses.hpp"
 #include "http/server.hpp"
 #include "publish/conditional.hpp"
+#include "publish/folder_watcher.hpp"
 #include "publish/lru.hpp"
 #include "publish/markdown.hpp"
 #include "publish/page_html.hpp"
@@ -50,6 +52,11 @@ constexpr std::string_view kNotFound = "There is nothing at this address.";
 
 constexpr std::size_t kPageCacheBytes = 64 * 1024 * 1024;
 constexpr std::size_t kProjectCacheBytes = 32 * 1024 * 1024;
+constexpr std::size_t kProjectCacheEntries = 256;  // each holds an open folder
+// Even without any inotify event, the stamps of a cached project are checked
+// again after this long (changes inotify cannot see: another host's writes
+// on a network file system, writes through a shared mapping).
+constexpr auto kRecheckEvery = std::chrono::seconds(1);
 constexpr std::size_t kHandleCacheEntries = 10'000;
 constexpr auto kHandleTtl = std::chrono::seconds(10);
 constexpr std::size_t kMaxPageBytes = 8 * 1024 * 1024;
@@ -67,18 +74,34 @@ struct Owner {
   std::string id, handle, name;
 };
 
-// A scanned project and the generation that identifies this scan: pages
-// rendered from an older scan (old nav, old titles) are not reused.
+// A scanned project, its open folder, the watches on its folders (null when
+// they could not all be set: then its stamps are checked on every request),
+// and the generation that identifies this scan: pages rendered from an older
+// scan (old nav, old titles) are not reused.
 struct Loaded {
   std::shared_ptr<const Project> project;
+  std::shared_ptr<Fd> user_dir;  // <data-dir>/<user id>
+  std::shared_ptr<Fd> dir;       // the project folder
+  std::shared_ptr<WatchSet> watches;
   std::uint64_t generation = 0;
+  std::uint64_t checked_epoch = 0;  // watcher epoch when the stamps were last found equal (0: never)
+  Clock::time_point checked_at{};
+};
+
+struct Scanned {
+  std::shared_ptr<const Project> project;
+  std::shared_ptr<WatchSet> watches;
 };
 
 struct CachedPage {
-  std::uint64_t generation = 0;
-  Stamp stamp;
+  std::uint64_t generation = 0;  // of the project scan it was rendered with
+  Stamp stamp;                   // of the page's file when it was read
   std::shared_ptr<const std::string> html;
   std::string etag;
+  std::int64_t last_modified = 0;  // newest mtime of the page, mrmd.md and the folders (seconds)
+  std::string last_modified_text;
+  std::uint64_t checked_epoch = 0;  // watcher epoch when the stamp was last found equal
+  Clock::time_point checked_at{};
 };
 
 struct Rendered {
@@ -243,7 +266,12 @@ Rendered render_page(int dir, const std::shared_ptr<const Project>& project, int
 class PublishModule final : public app::Module {
  public:
   explicit PublishModule(app::ModuleContext& ctx)
-      : pool_(ctx.pool), config_(ctx.config), db_(ctx.db), log_(logger("publish")) {
+      : pool_(ctx.pool),
+        config_(ctx.config),
+        db_(ctx.db),
+        log_(logger("publish")),
+        watcher_(std::make_shared<FolderWatcher>()) {
+    if (!watcher_->enabled()) log_->warn("inotify unavailable: cached pages are checked with stat on every request");
     auto& registry = ctx.metrics.registry();
     auto& lookups = prometheus::BuildCounter()
                         .Name("feuille_publish_page_lookups_total")
@@ -265,10 +293,9 @@ class PublishModule final : public app::Module {
     auto& r = ctx.router;
     r.add({bh::verb::get}, "/@{handle}", "publish",
           [this](Request& req, RequestContext& c) { return listing(req, c); });
-    r.add({bh::verb::get}, "/@{handle}/{project}", "publish",
-          [this](Request& req, RequestContext& c) { return page(req, c); });
-    r.add({bh::verb::get}, "/@{handle}/{project}/{page*}", "publish",
-          [this](Request& req, RequestContext& c) { return page(req, c); });
+    r.add_stream({bh::verb::get}, "/@{handle}/{project}", "publish", [this](http::Exchange& ex) { return page(ex); });
+    r.add_stream({bh::verb::get}, "/@{handle}/{project}/{page*}", "publish",
+                 [this](http::Exchange& ex) { return page(ex); });
     r.add_stream({bh::verb::get}, "/@{handle}/{project}/_assets/{file*}", "publish",
                  [this](http::Exchange& ex) { return asset(ex); });
   }
@@ -294,43 +321,77 @@ class PublishModule final : public app::Module {
     co_return owner;
   }
 
-  // Opens the project's folder into `dir` and returns its scan: the cached
-  // one while mrmd.md and every folder keep their stamps, else a new one.
-  asio::awaitable<Loaded> load_project(const Owner& owner, const std::string& name, Fd& dir) {
+  // The project's scan: the cached one while it is known unchanged (no
+  // inotify event under its folders since its stamps were last found equal,
+  // less than kRecheckEvery ago) or its stamps are still equal; else a new
+  // scan. `epoch` is the watcher's, read at the start of the request.
+  asio::awaitable<Loaded> load_project(const Owner& owner, const std::string& name, std::uint64_t epoch) {
     std::string key = owner.id + "/" + name;
-    Fd user_dir = open_user_dir(config_.data_dir, owner.id);
-    if (user_dir) dir = open_project_dir(user_dir.get(), name);
-    if (!dir) {
+    const auto now = Clock::now();
+    if (Loaded* cached = projects_.find(key)) {
+      if (cached->watches && cached->checked_epoch != 0 && now - cached->checked_at < kRecheckEvery &&
+          watcher_->last_change(cached->watches->ids()) <= cached->checked_epoch)
+        co_return *cached;
+      // The path must still lead to the folder that is open (not renamed
+      // away, not replaced by a link), and nothing in it changed.
+      const std::string path = "Projects/" + name;
+      if (stamp_at(cached->user_dir->get(), path.c_str(), false) == cached->project->folders.front().second &&
+          cached->project->fresh(cached->dir->get())) {
+        cached->checked_epoch = epoch;
+        cached->checked_at = now;
+        co_return *cached;
+      }
+    }
+    auto user_dir = std::make_shared<Fd>(open_user_dir(config_.data_dir, owner.id));
+    auto dir = std::make_shared<Fd>(*user_dir ? open_project_dir(user_dir->get(), name) : Fd{});
+    if (!*dir) {
       projects_.erase(key);
       co_return Loaded{};
     }
-    if (auto* cached = projects_.find(key); cached && cached->project->fresh(dir.get())) co_return *cached;
-    int fd = dir.get();
     // Jobs are named locals: a temporary with a destructor inside a
-    // co_await expression is destroyed twice by GCC 12.
-    auto job = [this, key, name, fd, handle = owner.handle]() { return scan(key, name, fd, handle); };
+    // co_await expression is mishandled by GCC 12.
+    auto job = [this, key, name, dir, user_dir, handle = owner.handle]() {
+      return scan(key, name, dir, user_dir, handle);
+    };
     Loaded loaded = co_await scans_.run(key, std::move(job));
     // A scan this request joined may have started before the change it
     // must see: then scan again.
-    if (!loaded.project->fresh(fd)) {
+    if (!loaded.project->fresh(loaded.dir->get())) {
       std::string handle = owner.handle;
-      loaded = co_await scan(std::move(key), name, fd, std::move(handle));
+      auto again_dir = loaded.dir, again_user_dir = loaded.user_dir;
+      loaded = co_await scan(std::move(key), name, std::move(again_dir), std::move(again_user_dir), std::move(handle));
     }
     co_return loaded;
   }
 
-  asio::awaitable<Loaded> scan(std::string key, std::string name, int fd, std::string handle) {
-    auto job = [fd, name] { return std::make_shared<const Project>(scan_project(fd, name)); };
-    auto project = co_await offload(pool_, std::move(job));
+  asio::awaitable<Loaded> scan(std::string key, std::string name, std::shared_ptr<Fd> dir,
+                               std::shared_ptr<Fd> user_dir, std::string handle) {
+    auto job = [watcher = watcher_, dir, user_dir, name]() {
+      std::shared_ptr<WatchSet> watches;
+      bool complete = watcher->enabled();
+      if (complete) {
+        // The Projects folder too: a project folder renamed or replaced.
+        watches = std::make_shared<WatchSet>(watcher);
+        Fd projects = open_beneath(user_dir->get(), "Projects", O_RDONLY | O_DIRECTORY, Symlinks::never);
+        complete = projects && watches->add(projects.get());
+      }
+      auto on_folder = [&](int fd) { complete = complete && watches->add(fd); };
+      auto project = std::make_shared<const Project>(scan_project(dir->get(), name, on_folder));
+      return Scanned{std::move(project), complete ? std::move(watches) : nullptr};
+    };
+    Scanned scanned = co_await offload(pool_, std::move(job));
+    const auto& project = scanned.project;
     scans_total_->Increment();
     if (project->config || project->problem != "no readable mrmd.md") {
       if (!project->problem.empty()) log_->warn("@{} project \"{}\" is not published: {}", handle, name, project->problem);
       for (const auto& w : project->warnings) log_->warn("@{} project \"{}\": {}", handle, name, w);
     }
-    Loaded loaded{project, ++generation_};
+    // checked_epoch 0: the next request checks the stamps once, now that the
+    // watches are set (a change between the scan and the watch is not lost).
+    Loaded loaded{project, user_dir, dir, std::move(scanned.watches), ++generation_, 0, {}};
     std::size_t cost = 4096;
     for (const auto& p : project->pages) cost += p.url.size() + p.file.size() + p.title.size() + 256;
-    projects_.put(key, loaded, cost);
+    projects_.put(key, loaded, std::max(cost, kProjectCacheBytes / kProjectCacheEntries));
     co_return loaded;
   }
 
@@ -360,7 +421,37 @@ class PublishModule final : public app::Module {
     return r;
   }
 
-  asio::awaitable<Response> page(Request& req, RequestContext& ctx) {
+  // A page of a project: a streaming route, so that a cached page is
+  // written from the cache without a copy.
+  asio::awaitable<void> page(http::Exchange& ex) {
+    const auto& req = ex.parser.get();
+    const bool head_only = req.method() == bh::verb::head;
+    const bool has_body = ex.parser.chunked() || (ex.parser.content_length() && *ex.parser.content_length() > 0);
+    ex.keep_alive = req.keep_alive() && !has_body;  // a body is never read here
+    PageAnswer answer = co_await answer_page(req, ex.ctx);
+    if (!answer.body) {
+      co_await write_whole(ex, answer.head, head_only);
+      co_return;
+    }
+    answer.head.content_length(answer.body->size());
+    std::string head;
+    http::serialize_head(answer.head, head, ex.keep_alive, ex.ctx.request_id, true);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
+                                              head_only ? asio::const_buffer{} : asio::buffer(*answer.body)};
+    ex.stream.expires_after(kWriteTimeout);
+    auto [ec, n] = co_await asio::async_write(ex.stream, buffers, tuple_awaitable);
+    ex.stream.expires_never();
+    ex.status = 200;
+    ex.bytes = ec || head_only ? 0 : answer.body->size();
+    if (ec) ex.keep_alive = false;
+  }
+
+  struct PageAnswer {
+    Response head;  // the whole response when body is null
+    std::shared_ptr<const std::string> body;
+  };
+
+  asio::awaitable<PageAnswer> answer_page(const bh::request_header<>& req, RequestContext& ctx) {
     std::string_view raw_handle = ctx.params.get("handle");
     std::string_view raw_project = ctx.params.get("project");
     std::string_view raw_page = ctx.params.get("page");
@@ -368,70 +459,88 @@ class PublishModule final : public app::Module {
       // "/@h/p/" and "/@h/p/page/": the canonical URL has no trailing slash.
       std::string_view trimmed = raw_page.empty() ? raw_page : raw_page.substr(0, raw_page.size() - 1);
       if (!valid_handle(raw_handle) || !decode_segment(raw_project) || (!trimmed.empty() && !decode_path(trimmed)))
-        co_return not_found(req);
+        co_return PageAnswer{not_found(req), nullptr};
       std::string location = "/@" + std::string(raw_handle) + "/" + std::string(raw_project);
       if (!trimmed.empty()) location += "/" + std::string(trimmed);
-      co_return http::redirect(301, location);
+      co_return PageAnswer{http::redirect(301, location), nullptr};
     }
     auto owner = co_await find_owner(raw_handle);
     auto name = decode_segment(raw_project);
     auto segments = decode_path(raw_page);
-    if (!owner || !name || !segments) co_return not_found(req);
+    if (!owner || !name || !segments) co_return PageAnswer{not_found(req), nullptr};
     const std::string url = join(*segments);
     const std::string project_key = owner->id + "/" + *name;
 
     for (int attempt = 0;; ++attempt) {
-      Fd dir;
-      Loaded loaded = co_await load_project(*owner, *name, dir);
-      if (!loaded.project || !loaded.project->served()) co_return not_found(req);
+      const std::uint64_t epoch = watcher_->drain();
+      Loaded loaded = co_await load_project(*owner, *name, epoch);
+      if (!loaded.project || !loaded.project->served()) co_return PageAnswer{not_found(req), nullptr};
       const Project& p = *loaded.project;
       int current = p.home();
       if (!url.empty()) {
         auto it = p.by_url.find(url);
-        if (it == p.by_url.end()) co_return not_found(req);
+        if (it == p.by_url.end()) co_return PageAnswer{not_found(req), nullptr};
         current = static_cast<int>(it->second);
       }
-      Stamp stamp = current >= 0 ? stamp_at(dir.get(), p.pages[current].file.c_str(), true) : Stamp{};
-      std::int64_t newest = std::max(stamp.mtime_ns, p.config_stamp.mtime_ns);
-      for (const auto& f : p.folders) newest = std::max(newest, f.second.mtime_ns);
-      const std::int64_t last_modified = newest / 1'000'000'000;
-
-      std::string key = project_key + "\n" + (current >= 0 ? p.pages[current].url : std::string("\x01"));
+      const Page* page = current >= 0 ? &p.pages[current] : nullptr;
+      const auto now = Clock::now();
+      std::string key = project_key + "\n" + (page ? page->url : std::string("\x01"));
       CachedPage* cached = pages_.find(key);
-      CachedPage fresh;
-      if (cached && cached->generation == loaded.generation && cached->stamp == stamp) {
-        cache_hits_->Increment();
-      } else {
-        cache_misses_->Increment();
-        auto shared_dir = std::make_shared<Fd>(std::move(dir));
-        bool check_heading = attempt == 0;
-        std::string job_key = key + "\n" + std::to_string(loaded.generation) + "\n" + std::to_string(stamp.ino) + ":" +
-                              std::to_string(stamp.size) + ":" + std::to_string(stamp.mtime_ns);
-        auto job = [this, shared_dir, project = loaded.project, current, handle = owner->handle, check_heading]() {
-          return offload(pool_, [shared_dir, project, current, handle, check_heading] {
-            return render_page(shared_dir->get(), project, current, handle, check_heading);
-          });
-        };
-        Rendered r = co_await renders_.run(std::move(job_key), std::move(job));
-        if (r.missing) co_return not_found(req);
-        if (r.heading_changed) {
-          // The nav of every page shows this title: scan the project again.
-          projects_.erase(project_key);
-          continue;
+      if (cached && cached->generation != loaded.generation) cached = nullptr;
+      // A cached page is known unchanged without a stat while nothing moved
+      // under the project's watched folders since it was last checked (a
+      // page that is a symlink may change elsewhere: always checked).
+      bool quiet = cached && loaded.watches && page && !page->link && cached->checked_epoch != 0 &&
+                   now - cached->checked_at < kRecheckEvery &&
+                   watcher_->last_change(loaded.watches->ids()) <= cached->checked_epoch;
+      if (!quiet) {
+        Stamp stamp = page ? stamp_at(loaded.dir->get(), page->file.c_str(), true) : Stamp{};
+        if (cached && cached->stamp == stamp) {
+          cached->checked_epoch = epoch;
+          cached->checked_at = now;
+        } else {
+          cache_misses_->Increment();
+          auto shared_dir = loaded.dir;
+          bool check_heading = attempt == 0;
+          std::string job_key = key + "\n" + std::to_string(loaded.generation) + "\n" + std::to_string(stamp.ino) +
+                                ":" + std::to_string(stamp.size) + ":" + std::to_string(stamp.mtime_ns);
+          auto job = [this, shared_dir, project = loaded.project, current, handle = owner->handle, check_heading]() {
+            return offload(pool_, [shared_dir, project, current, handle, check_heading] {
+              return render_page(shared_dir->get(), project, current, handle, check_heading);
+            });
+          };
+          Rendered r = co_await renders_.run(std::move(job_key), std::move(job));
+          if (r.missing) co_return PageAnswer{not_found(req), nullptr};
+          if (r.heading_changed) {
+            // The nav of every page shows this title: scan the project again.
+            projects_.erase(project_key);
+            continue;
+          }
+          std::int64_t newest = std::max(stamp.mtime_ns, p.config_stamp.mtime_ns);
+          for (const auto& f : p.folders) newest = std::max(newest, f.second.mtime_ns);
+          CachedPage fresh{loaded.generation, stamp, r.html, r.etag, newest / 1'000'000'000,
+                           http_date(newest / 1'000'000'000), epoch, now};
+          std::size_t cost = fresh.html->size() + key.size() + 256;
+          pages_.put(key, fresh, cost);
+          cache_bytes_->Set(static_cast<double>(pages_.used()));
+          co_return respond(req, fresh);
         }
-        fresh = CachedPage{loaded.generation, stamp, r.html, r.etag};
-        pages_.put(key, fresh, fresh.html->size() + key.size() + 256);
-        cache_bytes_->Set(static_cast<double>(pages_.used()));
-        cached = &fresh;
       }
-      if (not_modified(req[bh::field::if_none_match], req[bh::field::if_modified_since], cached->etag, last_modified))
-        co_return not_modified_response(cached->etag, last_modified);
-      auto res = http::text_response(200, *cached->html, "text/html; charset=utf-8");
-      res.set(bh::field::etag, cached->etag);
-      res.set(bh::field::last_modified, http_date(last_modified));
-      res.set(bh::field::cache_control, "no-cache");
-      co_return res;
+      cache_hits_->Increment();
+      co_return respond(req, *cached);
     }
+  }
+
+  static PageAnswer respond(const bh::request_header<>& req, const CachedPage& page) {
+    if (not_modified(req[bh::field::if_none_match], req[bh::field::if_modified_since], page.etag,
+                     page.last_modified))
+      return PageAnswer{not_modified_response(page.etag, page.last_modified), nullptr};
+    Response res{bh::status::ok, 11};
+    res.set(bh::field::content_type, "text/html; charset=utf-8");
+    res.set(bh::field::etag, page.etag);
+    res.set(bh::field::last_modified, page.last_modified_text);
+    res.set(bh::field::cache_control, "no-cache");
+    return PageAnswer{std::move(res), page.html};
   }
 
   // Writes a whole buffered response on a streaming route; false when the
@@ -464,10 +573,10 @@ class PublishModule final : public app::Module {
         if (s.front() == '.' || s.front() == '_') ok = false;  // hidden inside _assets/ too
     std::optional<OpenedAsset> file;
     if (ok) {
-      Fd dir;
-      Loaded loaded = co_await load_project(*owner, *name, dir);
+      std::uint64_t epoch = watcher_->drain();
+      Loaded loaded = co_await load_project(*owner, *name, epoch);
       if (loaded.project && loaded.project->served()) {
-        auto shared_dir = std::make_shared<Fd>(std::move(dir));
+        auto shared_dir = loaded.dir;
         std::string rel = "_assets/" + join(*segments);
         auto job = [shared_dir, rel] { return open_asset(shared_dir->get(), rel); };
         file = co_await offload(pool_, std::move(job));
@@ -557,6 +666,7 @@ class PublishModule final : public app::Module {
   const Config& config_;
   db::Database& db_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<FolderWatcher> watcher_;  // before the caches: their entries give watches back
   Lru<HandleEntry> handles_{kHandleCacheEntries};
   Lru<Loaded> projects_{kProjectCacheBytes};
   Lru<CachedPage> pages_{kPageCacheBytes};

@@ -308,6 +308,14 @@ TEST_F(Publish, ASaveShowsOnTheNextRequest) {
   EXPECT_THAT(get("/@alice/live/b").body, HasSubstr("<title>Bêta · Field Notes"));
   EXPECT_THAT(get("/@alice/live/a").body, HasSubstr(">Bêta</a>"));
 
+  // A page that is a link to a file in a hidden folder (no folder that is
+  // watched changes when the file does).
+  write(kAlice, "live/_src/real.md", "# Linked\n\nlinked-1\n");
+  fs::create_symlink("_src/real.md", path(kAlice, "live/linked.md"));
+  EXPECT_THAT(get("/@alice/live/linked").body, HasSubstr("linked-1"));
+  overwrite_in_place(path(kAlice, "live/_src/real.md"), "# Linked\n\nlinked-2\n");
+  EXPECT_THAT(get("/@alice/live/linked").body, HasSubstr("linked-2"));
+
   // Replaced by rename (a new inode), as many editors save.
   write(kAlice, "live/a.tmp", "# Alpha\n\nversion-4\n");
   fs::rename(path(kAlice, "live/a.tmp"), path(kAlice, "live/a.md"));
