@@ -5,6 +5,7 @@
 #include "http/page.hpp"
 #include "http/responses.hpp"
 #include "http/static_assets.hpp"
+#include "http/url.hpp"
 
 namespace feuille::publish {
 namespace {
@@ -35,25 +36,6 @@ std::optional<std::string> join_normalized(std::string_view dir, std::string_vie
   for (auto seg : parts) {
     if (!out.empty()) out.push_back('/');
     out.append(seg);
-  }
-  return out;
-}
-
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    if (i + 2 >= s.size()) return std::nullopt;
-    auto hex = [](char c) {
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    };
-    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
   }
   return out;
 }
@@ -110,7 +92,7 @@ LinkRewriter link_rewriter(const Project& project, std::string_view project_url,
     std::string_view path = url.substr(0, end);
     if (path.find(':') != std::string_view::npos) return std::string(url);  // has a scheme (checked before)
     std::string suffix(end == std::string_view::npos ? std::string_view{} : url.substr(end));
-    auto decoded = percent_decode(path);
+    auto decoded = http::percent_decode(path);
     if (!decoded) return std::string(url);
     if (auto target = join_normalized(file_dir, *decoded)) {
       if (auto it = project.by_file.find(*target); it != project.by_file.end())

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdint>
 
+#include "http/url.hpp"
+
 namespace feuille::publish {
 namespace {
 
@@ -38,18 +40,6 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return n;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_' || c == '~';
-}
-
 }  // namespace
 
 bool valid_utf8(std::string_view s) {
@@ -78,27 +68,16 @@ std::string to_valid_utf8(std::string_view s) {
 }
 
 std::optional<std::string> decode_segment(std::string_view raw) {
-  std::string out;
-  out.reserve(raw.size());
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    char c = raw[i];
-    if (c == '%') {
-      if (i + 2 >= raw.size()) return std::nullopt;
-      int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(c);
-    }
-  }
+  auto decoded = http::percent_decode(raw);  // '+' stays '+' in a path
+  if (!decoded) return std::nullopt;
+  const std::string& out = *decoded;
   if (out.empty() || out.size() > kMaxSegment || out == "." || out == "..") return std::nullopt;
   for (char ch : out) {
     auto u = static_cast<unsigned char>(ch);
     if (u < 0x20 || u == 0x7F || ch == '/' || ch == '\\') return std::nullopt;
   }
   if (!valid_utf8(out)) return std::nullopt;
-  return out;
+  return decoded;
 }
 
 std::optional<std::vector<std::string>> decode_path(std::string_view raw) {
@@ -115,22 +94,7 @@ std::optional<std::vector<std::string>> decode_path(std::string_view raw) {
   }
 }
 
-std::string encode_segment(std::string_view name) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(name.size());
-  for (char ch : name) {
-    auto c = static_cast<unsigned char>(ch);
-    if (is_unreserved(c)) {
-      out.push_back(ch);
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
+std::string encode_segment(std::string_view name) { return http::url_encode(name); }
 
 std::string encode_path(std::string_view path) {
   std::string out;

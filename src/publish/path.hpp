@@ -1,6 +1,7 @@
 #pragma once
 // Turning request paths into names below a project, and opening them without
-// ever leaving it. No Boost here: the fuzzer builds this file on its own.
+// ever leaving it. No Boost here: the fuzzer builds this file (with
+// http/url.cpp) on its own.
 //
 // Two layers, both required:
 //  - decode_*: a raw (percent-encoded) URL path becomes a list of names, each
