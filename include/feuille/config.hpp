@@ -89,6 +89,9 @@ struct Config {
   int start_concurrency = 8;
   int proxy_max_per_user = 200;
 
+  // publish
+  std::uint64_t publish_cache_bytes = 64ULL * 1024 * 1024;  // rendered pages kept in memory
+
   // auth
   std::string github_client_id, github_client_secret;
   std::string github_authorize_url, github_token_url, github_api_url;

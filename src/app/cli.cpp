@@ -136,6 +136,14 @@ struct Builder {
       c.*field = s;
     };
   }
+  Apply size(std::uint64_t Config::*field) const {
+    return [key = key, field](Config& c, const Values& v) {
+      const auto& s = single(key, v);
+      auto n = units::parse_size(s);
+      if (!n || s.find('-') != std::string::npos) fail(key, show(s) + " is not a size (e.g. 64M, 512K, 0)");
+      c.*field = *n;
+    };
+  }
   Apply id(std::uint32_t Config::*field) const {
     return [key = key, field](Config& c, const Values& v) {
       const auto& s = single(key, v);
@@ -372,6 +380,10 @@ std::vector<Key> build_table() {
   add("proxy-max-per-user", Kind::value, "200",
       "proxied requests and WebSockets open at once per workspace, all callers together (429 past it)", true,
       [](B b) { return b.integer(&Config::proxy_max_per_user, 1, 1'000'000); });
+
+  // publish
+  add("publish-cache-size", Kind::value, "64M", "memory for rendered published pages (0 = render every request)",
+      false, [](B b) { return b.size(&Config::publish_cache_bytes); });
 
   // auth
   add("github-client-id", Kind::value, "", "GitHub OAuth app client id (absent = GitHub sign-in off)", false,

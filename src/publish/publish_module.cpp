@@ -50,7 +50,6 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 // handles, private projects, missing pages and hostile paths alike.
 constexpr std::string_view kNotFound = "There is nothing at this address.";
 
-constexpr std::size_t kPageCacheBytes = 64 * 1024 * 1024;
 constexpr std::size_t kProjectCacheBytes = 32 * 1024 * 1024;
 constexpr std::size_t kProjectCacheEntries = 256;  // each holds an open folder
 // Even without any inotify event, the stamps of a cached project are checked
@@ -270,7 +269,8 @@ class PublishModule final : public app::Module {
         config_(ctx.config),
         db_(ctx.db),
         log_(logger("publish")),
-        watcher_(std::make_shared<FolderWatcher>()) {
+        watcher_(std::make_shared<FolderWatcher>()),
+        pages_(static_cast<std::size_t>(ctx.config.publish_cache_bytes)) {
     if (!watcher_->enabled()) log_->warn("inotify unavailable: cached pages are checked with stat on every request");
     auto& registry = ctx.metrics.registry();
     auto& lookups = prometheus::BuildCounter()
@@ -669,7 +669,7 @@ class PublishModule final : public app::Module {
   std::shared_ptr<FolderWatcher> watcher_;  // before the caches: their entries give watches back
   Lru<HandleEntry> handles_{kHandleCacheEntries};
   Lru<Loaded> projects_{kProjectCacheBytes};
-  Lru<CachedPage> pages_{kPageCacheBytes};
+  Lru<CachedPage> pages_;  // bounded by publish-cache-size
   Inflight<Loaded> scans_;
   Inflight<Rendered> renders_;
   std::uint64_t generation_ = 0;

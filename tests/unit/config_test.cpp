@@ -65,6 +65,7 @@ TEST(Config, DefaultsMatchTheSpec) {
   EXPECT_EQ(c.start_timeout.count(), 60'000);
   EXPECT_EQ(c.start_concurrency, 8);
   EXPECT_EQ(c.proxy_max_per_user, 200);
+  EXPECT_EQ(c.publish_cache_bytes, 64ull << 20);
   EXPECT_EQ(c.github_authorize_url, "https://github.com/login/oauth/authorize");
   EXPECT_EQ(c.github_token_url, "https://github.com/login/oauth/access_token");
   EXPECT_EQ(c.github_api_url, "https://api.github.com");
@@ -126,6 +127,7 @@ runtime-health-path = "/ok"
 start-timeout = "90s"
 start-concurrency = 3
 proxy-max-per-user = 50
+publish-cache-size = "16M"
 github-client-id = "gh-id"
 github-client-secret = "gh-secret"
 github-authorize-url = "http://127.0.0.1:9000/login/oauth/authorize"
@@ -180,6 +182,7 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.start_timeout.count(), 90'000);
   EXPECT_EQ(c.start_concurrency, 3);
   EXPECT_EQ(c.proxy_max_per_user, 50);
+  EXPECT_EQ(c.publish_cache_bytes, 16ull << 20);
   EXPECT_EQ(c.github_client_secret, "gh-secret");
   EXPECT_EQ(c.github_api_url, "http://127.0.0.1:9000");
   EXPECT_EQ(c.google_userinfo_url, "http://127.0.0.1:9001/userinfo");
@@ -302,6 +305,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"runtime-health-path", "/a b", "starting with /"}, BadValue{"start-timeout", "0", "greater than 0"},
         BadValue{"start-concurrency", "-2", "whole number"},
         BadValue{"proxy-max-per-user", "0", "whole number from 1"},
+        BadValue{"publish-cache-size", "lots", "not a size"}, BadValue{"publish-cache-size", "-1M", "not a size"},
         BadValue{"github-authorize-url", "ftp://x", "http"}, BadValue{"github-token-url", "x", "http"},
         BadValue{"github-api-url", "api.github.com", "http"}, BadValue{"google-authorize-url", "x", "http"},
         BadValue{"google-token-url", "x", "http"}, BadValue{"google-userinfo-url", "x", "http"},
