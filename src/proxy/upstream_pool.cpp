@@ -71,10 +71,4 @@ void UpstreamPool::sweep() {
 
 void UpstreamPool::close_all() { idle_.clear(); }
 
-std::size_t UpstreamPool::idle() const {
-  std::size_t n = 0;
-  for (const auto& [k, v] : idle_) n += v.size();
-  return n;
-}
-
 }  // namespace feuille::proxy

@@ -43,7 +43,6 @@ class UpstreamPool {
   // Close idle connections past their expiry (called periodically).
   void sweep();
   void close_all();
-  std::size_t idle() const;
 
  private:
   boost::asio::any_io_executor ex_;

@@ -4,14 +4,12 @@
 #include <cstdio>
 #include <ctime>
 
+#include "util/units.hpp"
+
 namespace feuille::publish {
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using units::trim;
 
 std::string_view opaque(std::string_view tag) {
   tag = trim(tag);
