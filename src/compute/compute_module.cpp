@@ -272,7 +272,8 @@ asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::stri
 std::string ComputeModule::dashboard_section(const auth::Identity& me, const nlohmann::json& doc) const {
   using http::html_escape;
   const std::string state = doc.value("state", "stopped");
-  const bool busy = state == "starting" || state == "stopping" || state == "waking" || state == "migrating";
+  const auto parsed = parse_state(state);
+  const bool busy = parsed && in_transition(*parsed);
   std::string h = "<section class=\"card workspace\" data-workspace-state=\"" + html_escape(state) + "\">";
   h += "<h2>Workspace</h2>";
   if (!standin_notice_.empty()) h += "<p class=\"notice\">" + html_escape(standin_notice_) + "</p>";

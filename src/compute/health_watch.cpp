@@ -13,6 +13,7 @@
 
 #include <ctime>
 
+#include "http/url.hpp"
 #include "compute/probe.hpp"
 #include "compute/workspace_manager.hpp"
 #include "util/logging.hpp"
@@ -63,7 +64,7 @@ asio::awaitable<void> WorkspaceManager::follow_events(Host& host) {
   nlohmann::json filters = {{"type", {"container"}},
                             {"event", {"died", "oom"}},
                             {"label", {std::string(kLabelInstance) + "=" + instance_}}};
-  const std::string target = "/v4.0.0/libpod/events?stream=true&filters=" + url_encode(filters.dump());
+  const std::string target = "/v4.0.0/libpod/events?stream=true&filters=" + http::url_encode(filters.dump());
   bool announced_down = !host.reachable;
   while (!stopping_) {
     std::string why;

@@ -1,5 +1,7 @@
 #include "compute/podman_client.hpp"
 
+#include "http/url.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,6 +15,8 @@
 #include <deque>
 
 namespace feuille::compute {
+
+using http::url_encode;
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -40,20 +44,6 @@ bool stale_connection_error(const beast::error_code& ec) {
 }
 
 }  // namespace
-
-std::string url_encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(static_cast<char>(c));
-    else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
 
 PodmanError::PodmanError(std::string h, unsigned s, std::string c, const std::string& m)
     : std::runtime_error("podman " + h + ": " + (s ? std::to_string(s) + " " : std::string()) + m),

@@ -133,7 +133,4 @@ class PodmanClient {
   std::shared_ptr<Impl> impl_;
 };
 
-// Percent-encodes a query value.
-std::string url_encode(std::string_view s);
-
 }  // namespace feuille::compute
