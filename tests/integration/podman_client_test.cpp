@@ -14,6 +14,7 @@
 
 #include "compute/container_spec.hpp"
 #include "compute/podman_client.hpp"
+#include "http/url.hpp"
 #include "support/podman.hpp"
 #include "support/process.hpp"
 #include "support/run_coro.hpp"
@@ -169,7 +170,7 @@ TEST(PodmanClient, TheEventStreamIsReadAsItArrives) {
   nlohmann::json filters = {{"type", {"container"}}, {"event", {"start", "died"}}, {"label", {label}}};
   auto stream = c.run([&]() {
     return c.client->open(boost::beast::http::verb::get,
-                          "/v4.0.0/libpod/events?stream=true&filters=" + url_encode(filters.dump()), Duration{5000});
+                          "/v4.0.0/libpod/events?stream=true&filters=" + http::url_encode(filters.dump()), Duration{5000});
   });
   ASSERT_EQ(stream->status(), 200u);
   nlohmann::json spec = {{"name", name},
