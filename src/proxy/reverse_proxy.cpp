@@ -105,6 +105,35 @@ std::string_view chunk_prefix(char (&buf)[24], std::size_t n, bool first) {
 
 }  // namespace
 
+// One exchange's body buffer, taken from the proxy's spares on first use and
+// given back (up to kSpareChunks of them) when the exchange ends.
+class ChunkLease {
+ public:
+  explicit ChunkLease(std::vector<std::unique_ptr<char[]>>& spare) : spare_(spare) {}
+  ChunkLease(const ChunkLease&) = delete;
+  ChunkLease& operator=(const ChunkLease&) = delete;
+  ~ChunkLease() {
+    if (chunk_ && spare_.size() < kSpareChunks) spare_.push_back(std::move(chunk_));
+  }
+  char* get() {
+    if (!chunk_) {
+      if (spare_.empty()) {
+        chunk_.reset(new char[kChunk]);
+      } else {
+        chunk_ = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    return chunk_.get();
+  }
+  char* data() const { return chunk_.get(); }  // null until get()
+
+ private:
+  static constexpr std::size_t kSpareChunks = 16;  // 1 MiB at most, kept
+  std::vector<std::unique_ptr<char[]>>& spare_;
+  std::unique_ptr<char[]> chunk_;
+};
+
 struct ReverseProxy::Metrics {
   explicit Metrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -341,8 +370,10 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
 
   // The upstream request.
   std::string_view rest = ex.ctx.params.get("rest");
-  std::string target = "/" + std::string(rest);
-  if (!ex.ctx.query.empty()) target += "?" + std::string(ex.ctx.query);
+  std::string target;
+  target.reserve(2 + rest.size() + ex.ctx.query.size());
+  target.append("/").append(rest);
+  if (!ex.ctx.query.empty()) target.append("?").append(ex.ctx.query);
   ForwardInfo info{target, ex.ctx.client, proto_, caller->id, auth::to_string(*role), editor->token,
                    ex.ctx.request_id};
   const bool retryable = is_idempotent(h.method()) && !upgrade && request_framing(ex.parser).kind == Framing::none;
@@ -409,11 +440,7 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
     co_return out;
   }
 
-  std::unique_ptr<char[]> chunk;
-  auto chunk_buffer = [&] {
-    if (!chunk) chunk.reset(new char[kChunk]);
-    return chunk.get();
-  };
+  ChunkLease chunk(spare_chunks_);
 
   // The request body, streamed through a bounded buffer.
   if (request_body.kind != Framing::none) {
@@ -427,7 +454,7 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
     body.body_limit(boost::none);
     bool first = true;
     for (;;) {
-      auto [rec, n] = co_await read_piece(client, ex.buffer, body, chunk_buffer(), kChunk, ex.deadline,
+      auto [rec, n] = co_await read_piece(client, ex.buffer, body, chunk.get(), kChunk, ex.deadline,
                                           options_.idle_timeout);
       if (rec) co_return out;  // the client went away: nothing to answer
       if (n == 0) break;
@@ -527,7 +554,7 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
   // The first piece of the body, if already here, goes out with the header.
   std::size_t n = 0;
   if (!no_body && !rp->is_done()) {
-    auto [rec, got] = co_await read_piece(up.socket, up.buffer, *rp, chunk_buffer(), kChunk, *up.deadline,
+    auto [rec, got] = co_await read_piece(up.socket, up.buffer, *rp, chunk.get(), kChunk, *up.deadline,
                                           options_.idle_timeout, false);
     if (rec) {
       out.upstream_failed = true;
@@ -543,7 +570,7 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
   ec = co_await http::write_fully(
       client,
       std::array<asio::const_buffer, 3>{asio::buffer(text), asio::buffer(framing),
-                                        asio::buffer(chunk ? chunk.get() : nullptr, n)},
+                                        asio::buffer(chunk.data(), n)},
       ex.deadline, options_.idle_timeout);
   std::uint64_t sent = n;
   if (ec) {
@@ -553,7 +580,7 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
 
   // The rest of the body, piece by piece: the next read waits for the write.
   while (!no_body && !rp->is_done()) {
-    auto [rec, got] = co_await read_piece(up.socket, up.buffer, *rp, chunk_buffer(), kChunk, *up.deadline,
+    auto [rec, got] = co_await read_piece(up.socket, up.buffer, *rp, chunk.get(), kChunk, *up.deadline,
                                           options_.idle_timeout);
     if (rec) {
       // The editor broke off mid-response: the client must not take a short

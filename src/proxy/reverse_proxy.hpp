@@ -32,7 +32,7 @@ struct ProxyOptions {
   Duration connect_timeout{5'000};
   Duration idle_timeout{600'000};  // nothing moved in either direction of an HTTP exchange
   Duration start_wait{30'000};     // how long requests wait for a starting/waking/migrating workspace
-  std::size_t max_idle_upstream = 32;  // pooled connections per editor
+  std::size_t max_idle_upstream = 64;  // pooled connections per editor
   Duration upstream_idle{4'000};       // below Node's 5 s keep-alive timeout
 };
 
@@ -69,6 +69,9 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   std::unordered_map<std::string, std::size_t> active_;  // per owner
   std::unordered_set<std::string> known_users_;
   std::vector<char> scratch_;  // the loop's one relay buffer (see Tunnel)
+  // Body buffers of HTTP exchanges, kept for the next one: a fresh 64 KiB
+  // block per request cost a brk and page faults (docs/benchmarks.md).
+  std::vector<std::unique_ptr<char[]>> spare_chunks_;
   std::unordered_set<Tunnel*> tunnels_;  // open WebSockets, closed on stop
   std::unique_ptr<Metrics> metrics_;
   boost::asio::steady_timer sweep_timer_;

@@ -6,6 +6,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <charconv>
+
 namespace feuille::proxy {
 
 namespace asio = boost::asio;
@@ -24,8 +26,11 @@ UpstreamPool::UpstreamPool(asio::any_io_executor ex, std::size_t max_idle_per_ed
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const compute::EditorTarget& editor,
                                                                         Duration connect_timeout) {
-  std::string key = editor.address + ":" + std::to_string(editor.port) + "/" + editor.token;
-  if (auto it = idle_.find(key); it != idle_.end()) {
+  // Built in place, so a lookup allocates nothing (the common case).
+  char port[8];
+  key_.assign(editor.address).append(":").append(port, std::to_chars(port, port + sizeof port, editor.port).ptr);
+  key_.append("/").append(editor.token);
+  if (auto it = idle_.find(key_); it != idle_.end()) {
     auto now = std::chrono::steady_clock::now();
     auto& list = it->second;
     while (!list.empty()) {
@@ -38,7 +43,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const com
     }
   }
   auto c = std::make_unique<UpstreamConnection>(ex_);
-  c->key = key;
+  c->key = key_;
   boost::system::error_code ec;
   auto address = asio::ip::make_address(editor.address, ec);
   if (ec) throw boost::system::system_error(ec, "editor address " + editor.address);

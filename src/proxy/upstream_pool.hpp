@@ -49,6 +49,7 @@ class UpstreamPool {
   std::size_t max_idle_;
   Duration expiry_;
   std::unordered_map<std::string, std::deque<std::unique_ptr<UpstreamConnection>>> idle_;
+  std::string key_;  // the key of the editor asked for, reused
 };
 
 }  // namespace feuille::proxy
