@@ -56,12 +56,20 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::find(
     }
     if (now - it->second.cached_at < kCacheMaxAge) co_return Session{it->second.identity, it->second.expires_at};
   }
+  // Keyed by generation too: a lookup made after a logout never joins a
+  // read that started before it.
+  std::string key = hex(h) + ":" + std::to_string(generation_);
+  auto job = [this, h] { return read(h); };
+  co_return co_await reads_.run(std::move(key), std::move(job));
+}
 
+boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::read(TokenHash h) {
   struct Row {
     db::User user;
     double expires_epoch;
   };
   const std::uint64_t generation = generation_;
+  const auto started = SteadyClock::now();  // trusted from the read, not from its answer
   const long long ttl_ms = ttl_.count();
   const std::string key = hex(h);
   // Lambdas given to db.run capture by reference: GCC 12 destroys a
@@ -91,9 +99,9 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::find(
     cache_.erase(h);
     co_return std::nullopt;
   }
-  Entry e{std::make_shared<const Identity>(identity_from(row->user)), from_epoch(row->expires_epoch), now};
+  Entry e{std::make_shared<const Identity>(identity_from(row->user)), from_epoch(row->expires_epoch), started};
   if (generation == generation_) {
-    if (cache_.size() >= kCacheMaxEntries) make_room(now);
+    if (cache_.size() >= kCacheMaxEntries) make_room(e.cached_at);
     cache_.insert_or_assign(h, e);
   }
   co_return Session{std::move(e.identity), e.expires_at};

@@ -8,7 +8,9 @@
 // copy of the identity). An entry is trusted for at most kCacheMaxAge, then
 // re-read (so changes made elsewhere, e.g. `feuilled user set-plan` or a
 // row deleted by an operator, show within a minute); it is never trusted
-// past the session's expiry; logout removes it at once.
+// past the session's expiry; logout removes it at once. Concurrent misses of
+// one token (a page's parallel requests; every connection of a busy client
+// when its entry ages out) share one database read.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -23,6 +25,7 @@
 #include "auth/authenticator.hpp"
 #include "auth/tokens.hpp"
 #include "feuille/config.hpp"
+#include "util/inflight.hpp"
 
 namespace feuille::db {
 class Database;
@@ -71,6 +74,8 @@ class SessionStore {
     std::chrono::steady_clock::time_point cached_at;
   };
   void make_room(std::chrono::steady_clock::time_point now);
+  // The database read of a miss, cached unless a removal came meanwhile.
+  boost::asio::awaitable<std::optional<Session>> read(TokenHash h);
 
   db::Database& db_;
   Duration ttl_;
@@ -78,6 +83,7 @@ class SessionStore {
   // Bumped by every removal: a lookup that started before one does not
   // cache what it read (it may be the row being deleted).
   std::uint64_t generation_ = 0;
+  Inflight<std::optional<Session>> reads_;  // by hex(token hash)
 };
 
 }  // namespace feuille::auth

@@ -31,6 +31,7 @@
 #include "publish/markdown.hpp"
 #include "publish/page_html.hpp"
 #include "publish/project.hpp"
+#include "util/inflight.hpp"
 #include "util/logging.hpp"
 #include "util/offload.hpp"
 
@@ -119,47 +120,6 @@ struct OpenedAsset {
   std::shared_ptr<Fd> fd;
   std::uint64_t size = 0;
   Stamp stamp;
-};
-
-// Concurrent requests for the same work (same key) share one job: the first
-// runs it, the others wait for its result. Loop only.
-template <class T>
-class Inflight {
- public:
-  template <class Job>
-  asio::awaitable<T> run(std::string key, Job job) {
-    if (auto it = slots_.find(key); it != slots_.end()) {
-      auto slot = it->second;
-      co_await slot->done.async_wait(tuple_awaitable);
-      if (slot->error) std::rethrow_exception(slot->error);
-      co_return *slot->value;
-    }
-    asio::any_io_executor ex = co_await asio::this_coro::executor;
-    auto slot = std::make_shared<Slot>(ex);
-    slots_.emplace(key, slot);
-    try {
-      // The awaitable is a named local (GCC 12 destroys temporaries inside
-      // some co_await expressions twice).
-      auto work = job();
-      T value = co_await std::move(work);
-      slot->value.emplace(std::move(value));
-    } catch (...) {
-      slot->error = std::current_exception();
-    }
-    slots_.erase(key);
-    slot->done.cancel();
-    if (slot->error) std::rethrow_exception(slot->error);
-    co_return *slot->value;
-  }
-
- private:
-  struct Slot {
-    explicit Slot(asio::any_io_executor ex) : done(ex, asio::steady_timer::time_point::max()) {}
-    asio::steady_timer done;
-    std::optional<T> value;
-    std::exception_ptr error;
-  };
-  std::unordered_map<std::string, std::shared_ptr<Slot>> slots_;
 };
 
 bool valid_handle(std::string_view h) {

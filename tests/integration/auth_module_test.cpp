@@ -5,13 +5,19 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <cstdio>
 
 #include "app/module.hpp"
 #include "auth/auth_module.hpp"
+#include "auth/session_store.hpp"
 #include "auth/tokens.hpp"
 #include "db/database.hpp"
 #include "db/migrator.hpp"
@@ -190,4 +196,43 @@ TEST(AuthModule, IdentifyHitsTheCacheWithoutTheDatabase) {
   });
   ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() / n;
   std::printf("identify (copying) cache hit: %.0f ns per call\n", ns);
+}
+
+// Concurrent misses of one token share one database read: with the sessions
+// table locked, 20 lookups of a token not yet cached hold one pooled
+// connection between them (without sharing: both connections, 18 waiting).
+TEST(SessionStore, ConcurrentMissesShareOneRead) {
+  Fixture f;
+  auto id = f.user("alice");
+  auto token = f.session_for(id);
+  auth::SessionStore store(f.database, Duration{3'600'000});
+  pqxx::connection locker(f.tdb.url());
+  pqxx::work lock(locker);
+  lock.exec("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE");
+  db::Database::Stats during;
+  constexpr int n = 20;
+  int found = f.run([&]() -> asio::awaitable<int> {
+    auto ex = co_await asio::this_coro::executor;
+    int found = 0, finished = 0;
+    asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
+    for (int i = 0; i < n; ++i)
+      asio::co_spawn(
+          ex,
+          [&]() -> asio::awaitable<void> {
+            auto s = co_await store.find(token);
+            if (s && s->identity->id == id) ++found;
+            if (++finished == n) all_done.cancel();
+          },
+          asio::detached);
+    asio::steady_timer settle(ex, 500ms);  // every lookup has asked by then
+    co_await settle.async_wait(asio::use_awaitable);
+    during = f.database.stats();
+    lock.abort();  // the table is free again: the one read answers everyone
+    co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_return found;
+  });
+  EXPECT_EQ(during.in_use, 1);
+  EXPECT_EQ(during.waiting, 0);
+  EXPECT_EQ(found, n);
+  EXPECT_EQ(store.cached(), 1u);
 }
