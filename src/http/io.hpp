@@ -1,6 +1,7 @@
 #pragma once
 // Socket writes shared by the server and the stream handlers.
 #include <array>
+#include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -40,8 +41,14 @@ asio::awaitable<beast::error_code> write_fully(asio::ip::tcp::socket& socket, st
 }
 
 // Writes one of feuilled's own responses from a stream handler (the proxy's
-// error pages, SSE headers...): security headers, X-Request-Id,
-// Content-Length; records status and bytes in `ex` for the access log.
+// error pages, SSE headers, published pages...): the head of `res` (security
+// headers, X-Request-Id, Content-Length unless set, Connection per
+// ex.keep_alive), then `body`, not for a HEAD request. Records status and
+// bytes in `ex` for the access log; false (and ex.keep_alive off) when the
+// connection failed.
+asio::awaitable<bool> write_response(Exchange& ex, const Response& res, std::string_view body);
+
+// write_response with res.body() as the body and `keep_alive`.
 asio::awaitable<void> respond(Exchange& ex, const Response& res, bool keep_alive);
 
 }  // namespace feuille::http

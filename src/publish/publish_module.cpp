@@ -8,7 +8,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <array>
@@ -23,8 +22,8 @@
 #include <prometheus/gauge.h>
 
 #include "db/users.hpp"
+#include "http/io.hpp"
 #include "http/responses.hpp"
-#include "http/server.hpp"
 #include "publish/conditional.hpp"
 #include "publish/folder_watcher.hpp"
 #include "publish/lru.hpp"
@@ -385,25 +384,15 @@ class PublishModule final : public app::Module {
   // written from the cache without a copy.
   asio::awaitable<void> page(http::Exchange& ex) {
     const auto& req = ex.parser.get();
-    const bool head_only = req.method() == bh::verb::head;
     const bool has_body = ex.parser.chunked() || (ex.parser.content_length() && *ex.parser.content_length() > 0);
     ex.keep_alive = req.keep_alive() && !has_body;  // a body is never read here
     PageAnswer answer = co_await answer_page(req, ex.ctx);
     if (!answer.body) {
-      co_await write_whole(ex, answer.head, head_only);
+      co_await http::write_response(ex, answer.head, answer.head.body());
       co_return;
     }
     answer.head.content_length(answer.body->size());
-    std::string head;
-    http::serialize_head(answer.head, head, ex.keep_alive, ex.ctx.request_id, true);
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
-                                              head_only ? asio::const_buffer{} : asio::buffer(*answer.body)};
-    ex.stream.expires_after(kWriteTimeout);
-    auto [ec, n] = co_await asio::async_write(ex.stream, buffers, tuple_awaitable);
-    ex.stream.expires_never();
-    ex.status = 200;
-    ex.bytes = ec || head_only ? 0 : answer.body->size();
-    if (ec) ex.keep_alive = false;
+    co_await http::write_response(ex, answer.head, *answer.body);
   }
 
   struct PageAnswer {
@@ -503,21 +492,6 @@ class PublishModule final : public app::Module {
     return PageAnswer{std::move(res), page.html};
   }
 
-  // Writes a whole buffered response on a streaming route; false when the
-  // connection failed.
-  static asio::awaitable<bool> write_whole(http::Exchange& ex, const Response& res, bool head_only) {
-    std::string out;
-    http::serialize_head(res, out, ex.keep_alive, ex.ctx.request_id, true);
-    if (!head_only) out += res.body();
-    ex.stream.expires_after(kWriteTimeout);
-    auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(out), tuple_awaitable);
-    ex.stream.expires_never();
-    ex.status = res.result_int();
-    ex.bytes = ec || head_only ? 0 : res.body().size();
-    if (ec) ex.keep_alive = false;
-    co_return !ec;
-  }
-
   asio::awaitable<void> asset(http::Exchange& ex) {
     const auto& req = ex.parser.get();
     const bool head_only = req.method() == bh::verb::head;
@@ -544,7 +518,7 @@ class PublishModule final : public app::Module {
     }
     if (!file) {
       Response missing = not_found(req);
-      co_await write_whole(ex, missing, head_only);
+      co_await http::write_response(ex, missing, missing.body());
       co_return;
     }
 
@@ -553,7 +527,7 @@ class PublishModule final : public app::Module {
     const std::int64_t last_modified = file->stamp.mtime_ns / 1'000'000'000;
     if (not_modified(req[bh::field::if_none_match], req[bh::field::if_modified_since], etag, last_modified)) {
       Response unchanged = not_modified_response(etag, last_modified);
-      co_await write_whole(ex, unchanged, true);
+      co_await http::write_response(ex, unchanged, {});
       co_return;
     }
 
@@ -583,7 +557,7 @@ class PublishModule final : public app::Module {
           res.result(bh::status::range_not_satisfiable);
           res.set(bh::field::content_range, "bytes */" + std::to_string(file->size));
           res.content_length(0);
-          co_await write_whole(ex, res, true);
+          co_await http::write_response(ex, res, {});
           co_return;
         }
         case RangeKind::partial:
@@ -595,7 +569,7 @@ class PublishModule final : public app::Module {
       }
     }
     res.content_length(length);
-    bool sent = co_await write_whole(ex, res, true);
+    bool sent = co_await http::write_response(ex, res, {});  // the head
     if (!sent || head_only) co_return;
 
     std::uint64_t offset = range.first, remaining = length;
@@ -609,14 +583,13 @@ class PublishModule final : public app::Module {
         ex.keep_alive = false;
         co_return;
       }
-      ex.stream.expires_after(kWriteTimeout);
-      auto [ec, n] = co_await asio::async_write(ex.stream, asio::buffer(chunk), tuple_awaitable);
-      ex.stream.expires_never();
+      auto ec = co_await http::write_fully(ex.stream.socket(), std::array<asio::const_buffer, 1>{asio::buffer(chunk)},
+                                           ex.deadline, kWriteTimeout);
       if (ec) {
         ex.keep_alive = false;
         co_return;
       }
-      ex.bytes += n;
+      ex.bytes += chunk.size();
       offset += chunk.size();
       remaining -= chunk.size();
     }
