@@ -32,8 +32,8 @@ TEST(PublishWatcher, ChangesUnderAWatchedFolderAreSeen) {
   std::uint64_t checked = watcher->drain();
   EXPECT_LE(watcher->last_change(set->ids()), checked);
   t.file("p/_hidden/x.md", "not watched");  // inside an unwatched folder
-  EXPECT_LE(watcher->last_change(set->ids()), watcher->drain());
-  EXPECT_LE(watcher->last_change(set->ids()), checked);
+  watcher->drain();                         // reads its event, if any came
+  EXPECT_LE(watcher->last_change(set->ids()), checked) << "a change in an unwatched folder";
 
   { std::ofstream(t.path() + "/p/page.md", std::ios::in | std::ios::out) << "two"; }  // in place
   std::uint64_t now = watcher->drain();
