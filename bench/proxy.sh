@@ -2,12 +2,13 @@
 # The reverse proxy (issue 6) against nginx (proxy_pass, upstream keepalive,
 # 2 workers, proxy_buffering off: it streams, like feuilled) and direct, to the
 # same stand-in editor in a real workspace, same run:
-#  1. 1 KiB and 64 KiB responses: wrk -t2 -c64 -d10s (feuilled with the
-#     session cookie): requests/s, p99, CPU per request of the proxy.
+#  1. 1 KiB and 64 KiB responses: wrk -t2 -c64 (feuilled with the session
+#     cookie), ROUNDS (default 5) alternating pairs of 5 s runs: requests/s,
+#     p99, CPU per request of the proxy; median ratios of the pairs.
 #     Targets: >= 1.0x nginx requests/s, p99 <= 1.2x nginx's.
 #  2. WebSocket round trip, 1000 sequential 32-byte echoes: median <= 1.1x nginx's.
 #  3. N idle WebSockets (default 8000), measured first: (RSS with them - RSS before) / N <= 10 KiB.
-# Usage: bench/proxy.sh [IDLE_WEBSOCKETS]
+# Usage: [ROUNDS=5] bench/proxy.sh [IDLE_WEBSOCKETS]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 IDLE=${1:-8000}
@@ -88,24 +89,27 @@ fi=$(idle "$FEUILLED_PORT" "/u/$USER_ID/ws" "feuille_session=$COOKIE" "$FEUILLED
 echo "nginx:    $ni KiB per idle WebSocket"
 echo "feuilled: $fi KiB per idle WebSocket (target <= 10)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-22s %12s %10s %16s\n' "" "requests/s" "p99 (ms)" "proxy CPU us/req"
+# HTTP: ROUNDS alternating pairs (nginx, feuilled), each run 5 s, after a
+# warm-up; the ratios are the medians of the pairs' ratios (the machine's
+# speed drifts between runs; a pair is measured within seconds).
+ROUNDS=${ROUNDS:-5}
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 for size in 1024 65536; do
   WRK_DURATION=2s bench_wrk "$N/_bytes?size=$size" >/dev/null
   WRK_DURATION=2s bench_wrk "$F/u/$USER_ID/_bytes?size=$size" "" -H "$AUTH" >/dev/null
-  # Alternating, twice each, best run of each kept.
-  best() { sort -k1 -n -r | head -1; }
-  d=$( (bench_wrk "$D/_bytes?size=$size&token=$TOKEN"; bench_wrk "$D/_bytes?size=$size&token=$TOKEN") | best)
-  n=$( (bench_wrk "$N/_bytes?size=$size" "$NGINX_WORKERS"; bench_wrk "$N/_bytes?size=$size" "$NGINX_WORKERS") | best)
-  f=$( (bench_wrk "$F/u/$USER_ID/_bytes?size=$size" "$FEUILLED_PID" -H "$AUTH"
-        bench_wrk "$F/u/$USER_ID/_bytes?size=$size" "$FEUILLED_PID" -H "$AUTH") | best)
-  read -r d_rps d_p99 _ <<<"$d"
-  read -r n_rps n_p99 n_cpu <<<"$n"
-  read -r f_rps f_p99 f_cpu <<<"$f"
-  printf '%-22s %12s %10s %16s\n' "direct, $size B" "$d_rps" "$d_p99" "-"
-  printf '%-22s %12s %10s %16s\n' "nginx, $size B" "$n_rps" "$n_p99" "$n_cpu"
-  printf '%-22s %12s %10s %16s\n' "feuilled, $size B" "$f_rps" "$f_p99" "$f_cpu"
-  awk -v a="$f_rps" -v b="$n_rps" -v c="$f_p99" -v e="$n_p99" -v s="$size" \
-    'BEGIN {printf "ratio %5d B: requests/s %.2fx nginx (target >= 1.0), p99 %.2fx nginx (target <= 1.2)\n", s, a/b, c/e}'
+  read -r d_rps d_p99 _ <<<"$(WRK_DURATION=5s bench_wrk "$D/_bytes?size=$size&token=$TOKEN")"
+  echo "== $size B responses (direct: $d_rps requests/s, p99 $d_p99 ms) =="
+  printf '%-6s %24s %24s %22s %10s\n' round "nginx req/s p99 ms" "feuilled req/s p99 ms" "CPU us/req (n / f)" "ratios"
+  : >"$BENCH_TMP/ratios"
+  for round in $(seq 1 "$ROUNDS"); do
+    read -r n_rps n_p99 n_cpu <<<"$(WRK_DURATION=5s bench_wrk "$N/_bytes?size=$size" "$NGINX_WORKERS")"
+    read -r f_rps f_p99 f_cpu <<<"$(WRK_DURATION=5s bench_wrk "$F/u/$USER_ID/_bytes?size=$size" "$FEUILLED_PID" -H "$AUTH")"
+    r=$(awk -v a="$f_rps" -v b="$n_rps" -v c="$f_p99" -v e="$n_p99" 'BEGIN {printf "%.2f %.2f", a/b, c/e}')
+    echo "$r" >>"$BENCH_TMP/ratios"
+    printf '%-6s %14s %9s %14s %9s %22s %10s\n' "$round" "$n_rps" "$n_p99" "$f_rps" "$f_p99" "$n_cpu / $f_cpu" "$r"
+  done
+  echo "ratio $size B (median of $ROUNDS pairs): requests/s $(awk '{print $1}' "$BENCH_TMP/ratios" | median)x nginx (target >= 1.0)," \
+    "p99 $(awk '{print $2}' "$BENCH_TMP/ratios" | median)x nginx (target <= 1.2)"
 done
 
 echo "== WebSocket round trip, 1000 sequential 32-byte echoes =="
