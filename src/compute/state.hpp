@@ -20,5 +20,7 @@ inline bool has_containers(State s) { return s == State::running || s == State::
 inline bool in_transition(State s) {
   return s == State::starting || s == State::waking || s == State::migrating || s == State::stopping;
 }
+// States that end in running unless something fails: requests wait them out.
+inline bool on_its_way(State s) { return s == State::starting || s == State::waking || s == State::migrating; }
 
 }  // namespace feuille::compute

@@ -737,6 +737,14 @@ asio::awaitable<EditorTarget> WorkspaceManager::start_and_wait(std::string user_
   co_return *editor(user_id);
 }
 
+asio::awaitable<std::optional<EditorTarget>> WorkspaceManager::wait_on_its_way(std::string user_id,
+                                                                               Duration max_wait) {
+  const auto deadline = Clock::now() + max_wait;
+  if (auto ws = find(user_id))
+    while (on_its_way(ws->state) && !stopping_ && Clock::now() < deadline) co_await ws->changed.wait_until(deadline);
+  co_return editor(user_id);
+}
+
 void WorkspaceManager::record_activity(const std::string& user_id) {
   auto ws = find(user_id);
   if (!ws) return;

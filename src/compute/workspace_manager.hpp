@@ -133,6 +133,8 @@ class WorkspaceManager : public Workspaces {
   // ---- Workspaces (the proxy's interface) ----
   std::optional<EditorTarget> editor(const std::string& user_id) const override;
   boost::asio::awaitable<EditorTarget> start_and_wait(std::string user_id, Duration max_wait) override;
+  boost::asio::awaitable<std::optional<EditorTarget>> wait_on_its_way(std::string user_id,
+                                                                      Duration max_wait) override;
   void record_activity(const std::string& user_id) override;
   void editor_refused(const std::string& user_id) override;
 

@@ -38,6 +38,12 @@ class Workspaces {
   // the user does not exist.
   virtual boost::asio::awaitable<EditorTarget> start_and_wait(std::string user_id, Duration max_wait) = 0;
 
+  // Waits, up to `max_wait`, while the workspace is on its way (starting,
+  // waking, migrating) without starting anything (a member's request), and
+  // returns its editor as it is then.
+  virtual boost::asio::awaitable<std::optional<EditorTarget>> wait_on_its_way(std::string user_id,
+                                                                              Duration max_wait) = 0;
+
   // A proxied request or WebSocket data frame: memory only, written to the
   // database in batches (workspaces.last_activity_at).
   virtual void record_activity(const std::string& user_id) = 0;

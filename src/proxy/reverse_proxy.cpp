@@ -44,10 +44,6 @@ bool valid_uuid(std::string_view s) {
   return true;
 }
 
-bool on_its_way(compute::State s) {
-  return s == compute::State::starting || s == compute::State::waking || s == compute::State::migrating;
-}
-
 std::string login_location(std::string_view target) {
   return "/login?next=" + boost::urls::encode(target, boost::urls::unreserved_chars);
 }
@@ -239,21 +235,6 @@ asio::awaitable<bool> ReverseProxy::user_exists(const std::string& id) {
   co_return exists;
 }
 
-// Polls the workspace's state (from memory) until it runs, stops being on
-// its way, or `limit` passes: for members, who must not start it.
-asio::awaitable<std::optional<compute::EditorTarget>> ReverseProxy::wait_running(const std::string& owner,
-                                                                                 Duration limit) {
-  const auto deadline = Clock::now() + limit;
-  asio::steady_timer timer(ctx_.executor);
-  for (;;) {
-    auto editor = workspaces_.editor(owner);
-    if (!editor || !on_its_way(editor->state) || Clock::now() >= deadline || stopping_)
-      co_return editor;
-    timer.expires_after(std::chrono::milliseconds(100));
-    co_await timer.async_wait(tuple_awaitable);
-  }
-}
-
 asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   auto& h = ex.parser.get();
   const bool browser = http::is_browser_page(h);
@@ -327,7 +308,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   const State state = editor ? editor->state : State::stopped;
   if (state != State::running) {
     const bool startable = state == State::stopped || state == State::sleeping || state == State::failed;
-    const bool coming = on_its_way(state);
+    const bool coming = compute::on_its_way(state);
     if (is_owner && (startable || coming)) {
       // Starts or wakes it, or joins the operation in flight. A start is
       // not waited for: a page load gets the starting page, which follows
@@ -340,7 +321,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
         throw;
       }
     } else if (coming) {
-      editor = co_await wait_running(owner, options_.start_wait);  // a member waits, but never starts it
+      editor = co_await workspaces_.wait_on_its_way(owner, options_.start_wait);  // a member never starts it
     }
     if (startable && is_owner && browser && editor && editor->state != State::running) {
       http::Response res = http::html_response(

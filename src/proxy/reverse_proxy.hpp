@@ -58,7 +58,6 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   void relayed(std::size_t bytes, bool upward) override;
   void ended(Tunnel& t) override;
   boost::asio::awaitable<bool> user_exists(const std::string& id);
-  boost::asio::awaitable<std::optional<compute::EditorTarget>> wait_running(const std::string& owner, Duration limit);
   boost::asio::awaitable<void> sweep_loop();
 
   app::ModuleContext ctx_;

@@ -515,7 +515,8 @@ TEST_F(Proxy, AnEditorKilledMidStreamClosesBothSidesAndLeaksNothing) {
 }
 
 // dave's workspace is not running: his page load starts it, other requests
-// get 503, a member waits for nothing, and the page becomes the editor.
+// get 503, a member waits for a start on its way but never starts it, and
+// the page becomes the editor.
 TEST_F(Proxy, AWorkspaceThatIsNotRunning) {
   auto dave = w->login("dave");
   std::string dave_id = me(dave)["id"];
@@ -547,6 +548,12 @@ TEST_F(Proxy, AWorkspaceThatIsNotRunning) {
   auto inv = d().request("POST", "/api/invites", inv_headers, R"({"project":"Scratch","role":"editor"})");
   ASSERT_EQ(inv.status, 201) << inv.body;
   ASSERT_EQ(d().get("/join/" + json::parse(inv.body)["token"].get<std::string>(), as(bob)).status, 302);
+  // A member's request while the owner's start is on its way waits for it.
+  EXPECT_EQ(w->post("/api/workspace/stop", dave).status, 200);
+  EXPECT_EQ(w->post("/api/workspace/start", dave).status, 202);
+  auto member_waited = d().get(at + "member-waited", as(bob));
+  EXPECT_EQ(member_waited.status, 200) << member_waited.body;
+  EXPECT_EQ(json::parse(member_waited.body)["path"], "/member-waited");
   EXPECT_EQ(w->post("/api/workspace/stop", dave).status, 200);
   auto member = d().get(at + "x", as(bob));
   EXPECT_EQ(member.status, 503);
