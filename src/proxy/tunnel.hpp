@@ -4,9 +4,10 @@
 // the request that opened it (the HTTP connection, its parser and the
 // handler's coroutine frames are gone by then), so an idle tunnel costs two
 // sockets and this object (with a 1 KiB inbox per direction): no coroutine
-// frame. Each direction reads into its inbox (Asio queues the read without a
-// system call when the last one drained the socket; a bare wait for
-// readability would cost an epoll_ctl per message), tops a full inbox up from
+// frame. Each direction reads into its inbox (Asio tries the read at once, a
+// recv that may find nothing, then waits on the socket's edge-triggered epoll
+// registration; a bare wait for readability would cost an epoll_ctl per
+// message instead), tops a full inbox up from
 // the loop's one scratch buffer, and writes on at once; only what the other
 // side cannot take now is copied and written asynchronously (that direction
 // reads again when it is out).
