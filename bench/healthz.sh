@@ -12,20 +12,9 @@ NGINX_WORKER=$(pgrep -f "nginx: worker process" -P "$(cat "$BENCH_TMP/nginx/ngin
 
 sleep 1
 idle_rss=$(bench_rss_kib "$FEUILLED_PID")
-# Warm up both, then measure twice, alternating, and keep each one's best run.
-WRK_DURATION=2s bench_wrk "http://127.0.0.1:$NGINX_PORT/healthz" >/dev/null
-WRK_DURATION=2s bench_wrk "http://127.0.0.1:$FEUILLED_PORT/healthz" >/dev/null
-best() { sort -k1 -n -r | head -1; }
-n=$( (bench_wrk "http://127.0.0.1:$NGINX_PORT/healthz" "$NGINX_WORKER"; bench_wrk "http://127.0.0.1:$NGINX_PORT/healthz" "$NGINX_WORKER") | best)
-f=$( (bench_wrk "http://127.0.0.1:$FEUILLED_PORT/healthz" "$FEUILLED_PID"; bench_wrk "http://127.0.0.1:$FEUILLED_PORT/healthz" "$FEUILLED_PID") | best)
-read -r n_rps n_p99 n_cpu <<<"$n"
-read -r f_rps f_p99 f_cpu <<<"$f"
-
-printf '%-10s %12s %10s %14s\n' "" "requests/s" "p99 (ms)" "CPU us/request"
-printf '%-10s %12s %10s %14s\n' nginx "$n_rps" "$n_p99" "$n_cpu"
-printf '%-10s %12s %10s %14s\n' feuilled "$f_rps" "$f_p99" "$f_cpu"
-awk -v a="$f_rps" -v b="$n_rps" -v c="$f_p99" -v d="$n_p99" \
-  'BEGIN {printf "ratio      requests/s %.2fx nginx (target >= 1.0), p99 %.2fx nginx (target <= 1.2)\n", a/b, c/d}'
+echo "GET /healthz, wrk -t2 -c64 (baseline: nginx, one worker)"
+bench_pairs "http://127.0.0.1:$NGINX_PORT/healthz" "$NGINX_WORKER" "http://127.0.0.1:$FEUILLED_PORT/healthz" "$FEUILLED_PID"
+echo "ratio (median of ${ROUNDS:-5} pairs): requests/s ${PAIR_RPS}x nginx (target >= 1.0), p99 ${PAIR_P99}x nginx (target <= 1.2)"
 echo "feuilled idle RSS: $((idle_rss / 1024)) MiB ($idle_rss KiB; target < 30 MiB)"
 
 # Wall-clock ratios move with whatever else runs on the machine; instruction

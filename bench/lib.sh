@@ -141,3 +141,31 @@ bench_instructions() {
   # The warm-up probes (curl) are counted in both runs and cancel out.
   awk -v a="${totals[0]}" -v b="${totals[1]}" -v r="$reqs" 'BEGIN {printf "%.0f", (b - a) / r}'
 }
+
+# The median of numbers, one per line.
+bench_median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+# feuilled against a baseline server, for ratios on a machine whose speed
+# drifts by tens of percent within a minute: a 2 s warm-up of each, then
+# ROUNDS (default 5) alternating pairs of 5 s wrk runs (baseline first),
+# each pair printed, and the medians of the pairs' ratios (feuilled /
+# baseline) left in PAIR_RPS and PAIR_P99.
+# Usage: bench_pairs BASE_URL BASE_PIDS URL PIDS [wrk arguments for URL...]
+bench_pairs() {
+  local base=$1 base_pids=$2 url=$3 pids=$4
+  shift 4
+  local ratios=$BENCH_TMP/pair-ratios round b_rps b_p99 b_cpu f_rps f_p99 f_cpu r
+  WRK_DURATION=2s bench_wrk "$base" >/dev/null
+  WRK_DURATION=2s bench_wrk "$url" "" "$@" >/dev/null
+  printf '%-6s %24s %24s %22s %10s\n' round "baseline req/s p99 ms" "feuilled req/s p99 ms" "CPU us/req (b / f)" "ratios"
+  : >"$ratios"
+  for round in $(seq 1 "${ROUNDS:-5}"); do
+    read -r b_rps b_p99 b_cpu <<<"$(WRK_DURATION=5s bench_wrk "$base" "$base_pids")"
+    read -r f_rps f_p99 f_cpu <<<"$(WRK_DURATION=5s bench_wrk "$url" "$pids" "$@")"
+    r=$(awk -v a="$f_rps" -v b="$b_rps" -v c="$f_p99" -v e="$b_p99" 'BEGIN {printf "%.2f %.2f", a/b, c/e}')
+    echo "$r" >>"$ratios"
+    printf '%-6s %14s %9s %14s %9s %22s %10s\n' "$round" "$b_rps" "$b_p99" "$f_rps" "$f_p99" "$b_cpu / $f_cpu" "$r"
+  done
+  PAIR_RPS=$(awk '{print $1}' "$ratios" | bench_median)
+  PAIR_P99=$(awk '{print $2}' "$ratios" | bench_median)
+}

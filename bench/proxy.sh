@@ -89,27 +89,13 @@ fi=$(idle "$FEUILLED_PORT" "/u/$USER_ID/ws" "feuille_session=$COOKIE" "$FEUILLED
 echo "nginx:    $ni KiB per idle WebSocket"
 echo "feuilled: $fi KiB per idle WebSocket (target <= 10)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-# HTTP: ROUNDS alternating pairs (nginx, feuilled), each run 5 s, after a
-# warm-up; the ratios are the medians of the pairs' ratios (the machine's
-# speed drifts between runs; a pair is measured within seconds).
-ROUNDS=${ROUNDS:-5}
-median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+# HTTP: alternating pairs (bench_pairs in lib.sh), nginx as the baseline.
 for size in 1024 65536; do
-  WRK_DURATION=2s bench_wrk "$N/_bytes?size=$size" >/dev/null
-  WRK_DURATION=2s bench_wrk "$F/u/$USER_ID/_bytes?size=$size" "" -H "$AUTH" >/dev/null
   read -r d_rps d_p99 _ <<<"$(WRK_DURATION=5s bench_wrk "$D/_bytes?size=$size&token=$TOKEN")"
-  echo "== $size B responses (direct: $d_rps requests/s, p99 $d_p99 ms) =="
-  printf '%-6s %24s %24s %22s %10s\n' round "nginx req/s p99 ms" "feuilled req/s p99 ms" "CPU us/req (n / f)" "ratios"
-  : >"$BENCH_TMP/ratios"
-  for round in $(seq 1 "$ROUNDS"); do
-    read -r n_rps n_p99 n_cpu <<<"$(WRK_DURATION=5s bench_wrk "$N/_bytes?size=$size" "$NGINX_WORKERS")"
-    read -r f_rps f_p99 f_cpu <<<"$(WRK_DURATION=5s bench_wrk "$F/u/$USER_ID/_bytes?size=$size" "$FEUILLED_PID" -H "$AUTH")"
-    r=$(awk -v a="$f_rps" -v b="$n_rps" -v c="$f_p99" -v e="$n_p99" 'BEGIN {printf "%.2f %.2f", a/b, c/e}')
-    echo "$r" >>"$BENCH_TMP/ratios"
-    printf '%-6s %14s %9s %14s %9s %22s %10s\n' "$round" "$n_rps" "$n_p99" "$f_rps" "$f_p99" "$n_cpu / $f_cpu" "$r"
-  done
-  echo "ratio $size B (median of $ROUNDS pairs): requests/s $(awk '{print $1}' "$BENCH_TMP/ratios" | median)x nginx (target >= 1.0)," \
-    "p99 $(awk '{print $2}' "$BENCH_TMP/ratios" | median)x nginx (target <= 1.2)"
+  echo "== $size B responses (direct: $d_rps requests/s, p99 $d_p99 ms; baseline: nginx) =="
+  bench_pairs "$N/_bytes?size=$size" "$NGINX_WORKERS" "$F/u/$USER_ID/_bytes?size=$size" "$FEUILLED_PID" -H "$AUTH"
+  echo "ratio $size B (median of ${ROUNDS:-5} pairs): requests/s ${PAIR_RPS}x nginx (target >= 1.0)," \
+    "p99 ${PAIR_P99}x nginx (target <= 1.2)"
 done
 
 echo "== WebSocket round trip, 1000 sequential 32-byte echoes =="

@@ -68,23 +68,13 @@ html_bytes=$(stat -c %s "$BENCH_TMP/www/page.html")
 bench_nginx 1 "sendfile on; server { listen 127.0.0.1:@PORT@; root $BENCH_TMP/www; }"
 NGINX_WORKER=$(pgrep -f "nginx: worker process" -P "$(cat "$BENCH_TMP/nginx/nginx.pid")")
 
-WRK_DURATION=2s bench_wrk "http://127.0.0.1:$NGINX_PORT/page.html" >/dev/null
-WRK_DURATION=2s bench_wrk "http://127.0.0.1:$FEUILLED_PORT$PAGE_URL" >/dev/null
-best() { sort -k1 -n -r | head -1; }
-n=$( (bench_wrk "http://127.0.0.1:$NGINX_PORT/page.html" "$NGINX_WORKER"; bench_wrk "http://127.0.0.1:$NGINX_PORT/page.html" "$NGINX_WORKER") | best)
-f=$( (bench_wrk "http://127.0.0.1:$FEUILLED_PORT$PAGE_URL" "$FEUILLED_PID"; bench_wrk "http://127.0.0.1:$FEUILLED_PORT$PAGE_URL" "$FEUILLED_PID") | best)
-read -r n_rps n_p99 n_cpu <<<"$n"
-read -r f_rps f_p99 f_cpu <<<"$f"
-echo "1. cached page of a $pages-page project ($html_bytes bytes of HTML), wrk -t2 -c64"
-printf '%-10s %12s %10s %14s\n' "" "requests/s" "p99 (ms)" "CPU us/request"
-printf '%-10s %12s %10s %14s\n' nginx "$n_rps" "$n_p99" "$n_cpu"
-printf '%-10s %12s %10s %14s\n' feuilled "$f_rps" "$f_p99" "$f_cpu"
-awk -v a="$f_rps" -v b="$n_rps" 'BEGIN {printf "ratio      requests/s %.2fx nginx (target >= 0.8)\n", a/b}'
+echo "1. cached page of a $pages-page project ($html_bytes bytes of HTML), wrk -t2 -c64 (baseline: nginx)"
+bench_pairs "http://127.0.0.1:$NGINX_PORT/page.html" "$NGINX_WORKER" "http://127.0.0.1:$FEUILLED_PORT$PAGE_URL" "$FEUILLED_PID"
+echo "ratio (median of ${ROUNDS:-5} pairs): requests/s ${PAIR_RPS}x nginx (target >= 0.8), p99 ${PAIR_P99}x nginx"
 
 # 2. Cold render of the 1 MiB page against the cmark-gfm CLI.
 runs=7
 ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b - a) / 1e6}'; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 cmark_times=()
 for _ in $(seq 1 $runs); do
   t0=$(date +%s%N)
@@ -100,8 +90,8 @@ for _ in $(seq 1 $runs); do
   feuilled_times+=("$(awk -v t="$t" 'BEGIN {printf "%.1f", t * 1000}')")
 done
 cached=$(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$FEUILLED_PORT/@bench/big/page")
-c_med=$(printf '%s\n' "${cmark_times[@]}" | median)
-f_med=$(printf '%s\n' "${feuilled_times[@]}" | median)
+c_med=$(printf '%s\n' "${cmark_times[@]}" | bench_median)
+f_med=$(printf '%s\n' "${feuilled_times[@]}" | bench_median)
 echo
 echo "2. cold render of a $big_bytes-byte markdown page, median of $runs"
 echo "cmark-gfm CLI (process start, read, render, write): ${c_med} ms   [${cmark_times[*]}]"
