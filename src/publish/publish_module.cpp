@@ -265,11 +265,17 @@ class PublishModule final : public app::Module {
   static Response not_found(const bh::request_header<>& req) { return http::error_for(req, 404, kNotFound); }
 
   // The user behind a handle, remembered for a few seconds (found or not).
+  // Concurrent misses of one handle share one query: when its entry expires
+  // under load, every connection misses at once.
   asio::awaitable<std::optional<Owner>> find_owner(std::string_view raw) {
     if (!valid_handle(raw)) co_return std::nullopt;
     std::string key = lower(raw);
-    auto now = Clock::now();
-    if (auto* e = handles_.find(key); e && e->expires > now) co_return e->owner;
+    if (auto* e = handles_.find(key); e && e->expires > Clock::now()) co_return e->owner;
+    auto job = [this, key] { return read_owner(key); };
+    co_return co_await owners_.run(key, std::move(job));
+  }
+
+  asio::awaitable<std::optional<Owner>> read_owner(std::string key) {
     // The query is built first: a temporary with a destructor inside a
     // co_await expression is destroyed twice by GCC 12.
     auto query = [&key](pqxx::work& w) { return db::find_user_by_handle(w, key); };
@@ -603,6 +609,7 @@ class PublishModule final : public app::Module {
   Lru<HandleEntry> handles_{kHandleCacheEntries};
   Lru<Loaded> projects_{kProjectCacheBytes};
   Lru<CachedPage> pages_;  // bounded by publish-cache-size
+  Inflight<std::optional<Owner>> owners_;
   Inflight<Loaded> scans_;
   Inflight<Rendered> renders_;
   std::uint64_t generation_ = 0;

@@ -9,7 +9,10 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <thread>
+
+#include <pqxx/pqxx>
 
 #include "support/daemon.hpp"
 
@@ -96,6 +99,35 @@ TEST_F(Publish, ListsAUsersPublicProjects) {
   EXPECT_EQ(get("/@no_such!").status, 404);
   auto again = get("/@alice", {{"If-None-Match", r.header("etag")}});
   EXPECT_EQ(again.status, 304);
+}
+
+// Concurrent lookups of a handle not in the cache (a new one, or one whose
+// entry just expired under load) share one query: with the users table
+// locked, 12 requests for /@dora hold one of the 8 pooled connections
+// (without the sharing: all 8, and more waiting).
+TEST_F(Publish, ConcurrentLookupsOfAHandleShareOneQuery) {
+  daemon_->db().query("INSERT INTO users (handle) VALUES ('dora')");
+  pqxx::connection locker(daemon_->db().url());
+  pqxx::work lock(locker);
+  lock.exec("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+  std::vector<std::thread> clients;
+  std::vector<HttpResponse> results(12);
+  for (std::size_t i = 0; i < results.size(); ++i) clients.emplace_back([&, i] { results[i] = get("/@dora"); });
+  std::this_thread::sleep_for(500ms);  // every request has asked by then
+  std::string metrics = get("/metrics").body;
+  lock.abort();
+  for (auto& t : clients) t.join();
+  auto gauge = [&](const std::string& state) {
+    std::smatch m;
+    std::regex re("feuille_db_pool_connections\\{state=\"" + state + "\"\\} ([0-9.]+)");
+    return std::regex_search(metrics, m, re) ? std::stod(m[1]) : -1.0;
+  };
+  EXPECT_EQ(gauge("in_use"), 1.0) << metrics;
+  EXPECT_EQ(gauge("waiting"), 0.0);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status, 200);
+    EXPECT_THAT(r.body, HasSubstr("No public projects yet"));
+  }
 }
 
 TEST_F(Publish, ServesPagesWithNavCurrentMarkAndPrevNext) {
