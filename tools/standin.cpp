@@ -8,13 +8,22 @@
 //
 // Both roles answer their health path and echo every other request as JSON
 // (method, target, path, query, headers, body size and FNV-1a hash; the body
-// is streamed, never buffered). The editor requires its token (X-Token
-// header or token= query parameter) everywhere but the health path, and adds:
+// is streamed, never buffered). The editor checks its token the way
+// mrmd-server does (SPEC.md section 3): on /api/* from ?token=, an
+// Authorization: Bearer header or X-Token (401 without one, 403 for a wrong
+// one); on WebSocket upgrades only from ?token= (without it the socket is
+// accepted and closed with 4001); never on the health path, /proxy/{port}/...
+// and /sync/{port}/..., which forward to 127.0.0.1:{port} in its own network
+// namespace (RUNTIME_HOST for RUNTIME_PORT, as mrmd-server routes the runtime)
+// without a token. The editor also has:
+//   POST /api/runtime/update-port      recorded; GET /api/_standin/update-port lists the calls
+//   GET  /api/_standin/runtime         the runtime's capabilities via RUNTIME_HOST:RUNTIME_PORT
+// and, in both roles:
 //   GET  /_sse?count=N&interval_ms=M   N Server-Sent Events (0 = until closed)
 //   GET  /_bytes?size=N[&chunked=1]    N bytes of 'a'..'z' repeated
-//   POST /api/runtime/update-port      recorded; GET /_standin/update-port lists the calls
-//   GET  /_standin/runtime             the runtime's capabilities via RUNTIME_HOST:RUNTIME_PORT
-// and, in both roles:
+//   GET  /_standin/state[?set=V]       {"instance", "pid", "counter", "value"}: instance is random per process
+//                                      and counter counts the calls, so a test can tell one process (or a
+//                                      checkpoint's restored copy, which keeps them) from another
 //   GET  /_standin/env                 the process environment
 //   GET  /_standin/alloc?mb=N          allocates and touches N MiB (OOM tests)
 //   GET  /_standin/exit?code=N         exits at once with code N (crash tests)
@@ -23,6 +32,7 @@
 //                                      "__close CODE REASON" makes it close with CODE.
 // SIGTERM/SIGINT end it at once (it runs as PID 1 in its container).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -39,6 +49,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <random>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -67,6 +78,10 @@ struct Options {
 
 std::vector<json> g_update_port_calls;
 std::vector<std::vector<char>> g_allocations;
+// The state a test reads to tell processes apart.
+const std::uint64_t g_instance = std::random_device{}() * 4294967296ull + std::random_device{}();
+std::uint64_t g_counter = 0;
+std::string g_value;
 
 std::string query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
@@ -143,7 +158,7 @@ asio::awaitable<void> websocket_echo(beast::tcp_stream stream, bh::request<bh::e
   }
 }
 
-// A GET to the runtime from inside the editor's container (host network).
+// A GET to the runtime from inside the editor's container, where it finds it.
 asio::awaitable<bh::response<bh::string_body>> fetch_runtime(unsigned version) {
   const char* h = std::getenv("RUNTIME_HOST");
   const char* p = std::getenv("RUNTIME_PORT");
@@ -167,6 +182,104 @@ asio::awaitable<bh::response<bh::string_body>> fetch_runtime(unsigned version) {
   co_return reply(200, body, version, false);
 }
 
+// Where mrmd-server's /proxy/{port} and /sync/{port} routes send a port: the
+// runtime's to RUNTIME_HOST, everything else to 127.0.0.1 (its own namespace).
+std::string forward_host(unsigned short port) {
+  const char* h = std::getenv("RUNTIME_HOST");
+  const char* p = std::getenv("RUNTIME_PORT");
+  if (h && p && number(p, -1) == port) return h;
+  return "127.0.0.1";
+}
+
+asio::awaitable<void> pipe_bytes(tcp::socket& from, tcp::socket& to) {
+  std::vector<char> buf(32 * 1024);
+  for (;;) {
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), tuple_awaitable);
+    if (n) {
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
+      if (wec) break;
+    }
+    if (ec) break;
+  }
+  boost::system::error_code ignored;
+  to.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// Forwards this request, and the rest of the connection, to port's
+// `new_target` byte for byte (an HTTP request with Connection: close, or an
+// upgrade whose answer and frames then flow through).
+asio::awaitable<void> forward(beast::tcp_stream stream, beast::flat_buffer& buffer, const bh::request_header<>& h,
+                              std::string new_target, long long port) {
+  const unsigned version = h.version();
+  if (port <= 0 || port > 65535) {
+    auto r = reply(400, {{"error", "bad port"}}, version, false);
+    co_await bh::async_write(stream, r, tuple_awaitable);
+    co_return;
+  }
+  const auto p = static_cast<unsigned short>(port);
+  boost::system::error_code aec;
+  auto address = asio::ip::make_address(forward_host(p), aec);
+  tcp::socket upstream(stream.get_executor());
+  boost::system::error_code cec = aec;
+  if (!cec) std::tie(cec) = co_await upstream.async_connect(tcp::endpoint(address, p), tuple_awaitable);
+  if (cec) {
+    auto r = reply(502, {{"error", "Proxy error: " + cec.message()}}, version, false);
+    co_await bh::async_write(stream, r, tuple_awaitable);
+    co_return;
+  }
+  const bool upgrade = ws::is_upgrade(h);
+  std::string head = std::string(h.method_string()) + " " + new_target + " HTTP/1.1\r\n";
+  for (const auto& f : h) {
+    if (!upgrade && f.name() == bh::field::connection) continue;
+    head.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+  }
+  if (!upgrade) head += "Connection: close\r\n";
+  head += "\r\n";
+  auto [wec, wn] = co_await asio::async_write(upstream, asio::buffer(head), tuple_awaitable);
+  if (!wec && buffer.size()) std::tie(wec, wn) = co_await asio::async_write(upstream, buffer.data(), tuple_awaitable);
+  if (wec) co_return;
+  buffer.consume(buffer.size());
+  stream.expires_never();
+  tcp::socket client = stream.release_socket();
+  // Both directions, then both sockets close with this frame.
+  auto ex = client.get_executor();
+  bool other_done = false;
+  asio::steady_timer both(ex, asio::steady_timer::time_point::max());
+  asio::co_spawn(ex, [&]() -> asio::awaitable<void> {
+    co_await pipe_bytes(upstream, client);
+    other_done = true;
+    both.cancel();
+  }, asio::detached);
+  co_await pipe_bytes(client, upstream);
+  if (!other_done) co_await both.async_wait(tuple_awaitable);
+}
+
+asio::awaitable<void> refuse_websocket(beast::tcp_stream stream, bh::request<bh::empty_body> req) {
+  ws::stream<beast::tcp_stream> w(std::move(stream));
+  auto [aec] = co_await w.async_accept(req, tuple_awaitable);
+  if (aec) co_return;
+  ws::close_reason unauthorized(static_cast<std::uint16_t>(4001));
+  unauthorized.reason = "Unauthorized";
+  co_await w.async_close(unauthorized, tuple_awaitable);
+  beast::flat_buffer buf;
+  for (;;) {  // until the peer's close
+    auto [rec, rn] = co_await w.async_read(buf, tuple_awaitable);
+    if (rec) co_return;
+    buf.consume(rn);
+  }
+}
+
+// "/proxy/8888/a?b" -> {8888, "/a?b"}; port -1 when the path is not one.
+std::pair<long long, std::string> forwarded(const std::string& target, std::string_view prefix) {
+  if (target.rfind(prefix, 0) != 0) return {-1, ""};
+  auto rest = target.substr(prefix.size());
+  auto end = rest.find_first_of("/?");
+  long long port = number(rest.substr(0, end), -1);
+  std::string tail = end == std::string::npos ? "/" : rest.substr(end);
+  if (tail[0] == '?') tail = "/" + tail;
+  return {port, tail};
+}
+
 asio::awaitable<void> session(tcp::socket socket, const Options& o) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
@@ -186,16 +299,34 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
     const bool keep_alive = h.keep_alive();
 
     bool is_health = path == o.health_path;
-    if (!o.token.empty() && !is_health) {
-      bool ok = h["X-Token"] == o.token || query_param(query, "token") == o.token;
-      if (!ok) {
-        auto r = reply(401, {{"error", "missing or wrong token"}}, version, false);
-        co_await bh::async_write(stream, r, tuple_awaitable);
+    const bool upgrade = ws::is_upgrade(h);
+    if (o.role == "editor") {
+      // mrmd-server's routes that forward without a token.
+      if (auto [port, tail] = forwarded(target, upgrade ? "/sync/" : "/proxy/"); port >= 0) {
+        co_await forward(std::move(stream), buffer, h, tail, port);
         co_return;
+      }
+      if (upgrade && query_param(query, "token") != o.token) {
+        stream.expires_never();
+        co_await refuse_websocket(std::move(stream), hp.release());
+        co_return;
+      }
+      if (!upgrade && path.rfind("/api/", 0) == 0) {
+        // mrmd-server's order: the query, then Bearer, then X-Token.
+        std::string given = query_param(query, "token");
+        std::string bearer(h[bh::field::authorization]);
+        if (given.empty() && bearer.rfind("Bearer ", 0) == 0) given = bearer.substr(7);
+        if (given.empty()) given = std::string(h["X-Token"]);
+        if (given != o.token) {
+          auto r = given.empty() ? reply(401, {{"error", "Authentication required"}}, version, false)
+                                 : reply(403, {{"error", "Invalid token"}}, version, false);
+          co_await bh::async_write(stream, r, tuple_awaitable);
+          co_return;
+        }
       }
     }
 
-    if (ws::is_upgrade(h)) {
+    if (upgrade) {
       stream.expires_never();
       co_await websocket_echo(std::move(stream), hp.release());
       co_return;
@@ -234,7 +365,7 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
 
     if (path == "/_standin/exit") std::_Exit(static_cast<int>(number(query_param(query, "code"), 1)));
 
-    if (o.role == "editor" && path == "/_sse") {
+    if (path == "/_sse") {
       long long count = number(query_param(query, "count"), 3);
       long long interval = number(query_param(query, "interval_ms"), 100);
       bh::response<bh::empty_body> res{bh::status::ok, version};
@@ -258,7 +389,7 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
       continue;
     }
 
-    if (o.role == "editor" && path == "/_bytes") {
+    if (path == "/_bytes") {
       const std::uint64_t size = static_cast<std::uint64_t>(std::max(0LL, number(query_param(query, "size"), 0)));
       const bool chunked = query_param(query, "chunked") == "1";
       const bool head = req.method() == bh::verb::head;  // the header only
@@ -297,11 +428,15 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
       g_update_port_calls.push_back(json::parse(head_of_body, nullptr, false));
       if (g_update_port_calls.back().is_discarded()) g_update_port_calls.back() = head_of_body;
       res = reply(200, {{"ok", true}}, version, keep_alive);
-    } else if (o.role == "editor" && path == "/_standin/update-port") {
+    } else if (o.role == "editor" && path == "/api/_standin/update-port") {
       res = reply(200, {{"calls", g_update_port_calls}}, version, keep_alive);
-    } else if (o.role == "editor" && path == "/_standin/runtime") {
+    } else if (o.role == "editor" && path == "/api/_standin/runtime") {
       res = co_await fetch_runtime(version);
       res.keep_alive(keep_alive);
+    } else if (path == "/_standin/state") {
+      if (query.find("set=") != std::string::npos) g_value = query_param(query, "set");
+      res = reply(200, {{"instance", g_instance}, {"pid", ::getpid()}, {"counter", ++g_counter}, {"value", g_value}},
+                  version, keep_alive);
     } else if (path == "/_standin/env") {
       json env = json::object();
       for (char** e = environ; *e; ++e) {

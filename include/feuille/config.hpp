@@ -32,8 +32,7 @@ struct Cidr {
 // One Podman host that feuilled drives (`compute-host`).
 struct ComputeHost {
   std::string name;
-  std::string url;      // unix:///path or tcp://host:port
-  std::string address;  // IP reachable by editors; runtime ports are published on it
+  std::string url;  // unix:///path (ssh:// comes with remote hosts)
   std::uint64_t memory_bytes = 0;  // 0 = not stated
 };
 
@@ -78,6 +77,10 @@ struct Config {
   // compute
   std::vector<ComputeHost> compute_hosts;
   bool compute_hosts_given = false;
+  // Tenant egress (compute/egress.hpp): containers' outbound connections are
+  // made from this address; empty = not filtered (egress-address = off).
+  std::string egress_address = "198.18.0.1";
+  std::vector<Cidr> egress_allow;  // IPv4 ranges tenants may reach besides the internet
   std::string oci_runtime = "runc";
   std::string editor_image = "mrmd-editor:latest";
   std::string runtime_image = "mrmd-runtime:latest";

@@ -293,7 +293,7 @@ class DevServices {
       if (dev::PodmanService::available()) {
         podman_ = std::make_unique<dev::PodmanService>(c.state_dir + "/podman", c.oci_runtime);
         podman_->start();
-        c.compute_hosts = {ComputeHost{"local", podman_->url(), "127.0.0.1", 0}};
+        c.compute_hosts = {ComputeHost{"local", podman_->url(), 0}};
         log->info("dev: podman system service on {}", podman_->socket_path());
       } else {
         log->warn("dev: podman is not installed; workspaces cannot start");

@@ -188,12 +188,21 @@ void apply_compute_hosts(Config& c, const Values& values) {
     ComputeHost h;
     h.name = kv["name"];
     h.url = kv["url"];
-    h.address = kv["address"];
     if (!valid_name(h.name)) fail(key, "name " + show(h.name) + " must be lowercase letters, digits and -");
-    static const std::regex url_re(R"(^(unix://(/[^\s]+)|tcp://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$)");
-    if (!std::regex_match(h.url, url_re))
-      fail(key, "url " + show(h.url) + " must be unix:///path or tcp://host:port");
-    if (!units::parse_ip(h.address)) fail(key, "address " + show(h.address) + " must be an IP address");
+    if (h.url.rfind("tcp://", 0) == 0)
+      fail(key, "url " + show(h.url) +
+                    " is refused: a Podman API over plain TCP is root on that host for anyone who reaches it "
+                    "(use unix:///path)");
+    static const std::regex url_re(R"(^unix://(/[^\s]+)$)");
+    if (!std::regex_match(h.url, url_re)) fail(key, "url " + show(h.url) + " must be unix:///path");
+    // address= is from before isolation, when runtimes were published on it:
+    // still accepted, without effect, but never 0.0.0.0.
+    if (kv.count("address")) {
+      const auto& a = kv["address"];
+      if (!units::parse_ip(a)) fail(key, "address " + show(a) + " must be an IP address");
+      if (a == "0.0.0.0" || a == "::" || a == "[::]")
+        fail(key, "address " + show(a) + " is refused (it would publish on every interface); leave it out");
+    }
     if (kv.count("memory")) {
       auto m = units::parse_size(kv["memory"]);
       if (!m || *m == 0) fail(key, "memory " + show(kv["memory"]) + " is not a size (e.g. 64G)");
@@ -350,9 +359,28 @@ std::vector<Key> build_table() {
       [](B b) { return b.id(&Config::workspace_gid); });
 
   // compute
-  add("compute-host", Kind::list, "name=local,url=unix:///run/podman/podman.sock,address=127.0.0.1",
-      "Podman host name=,url=unix:///PATH|tcp://H:P,address=IP[,memory=SIZE] (repeatable; first = editors' host)",
-      false, [](B) -> Apply { return apply_compute_hosts; });
+  add("compute-host", Kind::list, "name=local,url=unix:///run/podman/podman.sock",
+      "Podman host name=,url=unix:///PATH[,memory=SIZE] (repeatable; first = editors' host)", false,
+      [](B) -> Apply { return apply_compute_hosts; });
+  add("egress-address", Kind::value, "198.18.0.1",
+      "IPv4 address tenants' outbound connections are made from; feuilled puts it on lo and installs nftables "
+      "rules keyed on it (off = unfiltered)",
+      false, [](B b) -> Apply {
+        return [key = b.key](Config& c, const Values& v) {
+          const auto& s = single(key, v);
+          if (s == "off") {
+            c.egress_address.clear();
+            return;
+          }
+          auto ip = units::parse_ip(s);
+          if (!ip || s.find(':') != std::string::npos) fail(key, show(s) + " is not an IPv4 address (or off)");
+          if (s.rfind("127.", 0) == 0 || s == "0.0.0.0") fail(key, show(s) + " cannot be a loopback or any address");
+          c.egress_address = s;
+        };
+      });
+  add("egress-allow", Kind::list, "",
+      "IPv4 ranges tenants may reach although private or link-local (a proxy, a package mirror)", false,
+      [](B b) { return b.cidrs(&Config::egress_allow); });
   add("oci-runtime", Kind::value, "runc", "OCI runtime asked of Podman", false,
       [](B b) -> Apply {
         return [key = b.key](Config& c, const Values& v) {
@@ -602,6 +630,9 @@ Invocation parse_invocation(const std::vector<std::string>& argv_in) {
     fail(c.google_client_id.empty() ? "google-client-id" : "google-client-secret",
          "is required when the other Google client key is set");
   if (!c.dev && c.database_url.empty()) fail("database-url", "is required (or run with --dev)");
+  for (const auto& cidr : c.egress_allow)
+    if (cidr.text.find(':') != std::string::npos)
+      fail("egress-allow", show(cidr.text) + " is IPv6: tenants have IPv4 egress only");
   if (inv.command == Command::user_set_plan && !c.find_plan(plan))
     fail("plan", show(plan) + " is not a configured plan");
 

@@ -4,9 +4,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <linux/capability.h>
+
 #include <cstdio>
+#include <fstream>
 #include <functional>
 
+#include "compute/egress.hpp"
 #include "compute/podman_client.hpp"
 #include "db/database.hpp"
 #include "db/migrator.hpp"
@@ -43,6 +47,15 @@ int with_database(const Config& c, std::function<asio::awaitable<int>(db::Databa
   return code;
 }
 
+// Whether this process has `cap` in its effective set (/proc/self/status).
+bool has_capability(int cap) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("CapEff:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> cap) & 1;
+  return false;
+}
+
 }  // namespace
 
 int run_migrate(const Config& c) {
@@ -70,6 +83,21 @@ int run_check(const Config& c) {
         std::printf("FAIL host %s %s: %s\n", h.name.c_str(), h.url.c_str(), e.message.c_str());
         ++failures;
       }
+    }
+    if (c.egress_address.empty()) {
+      std::printf("warn egress: off (egress-address = off): tenants reach this host's addresses, the LAN and cloud "
+                  "metadata\n");
+    } else {
+      auto st = compute::egress_status(compute::egress_plan(c), true);
+      std::printf("%s egress %s: %s\n", st.ok ? "ok  " : "FAIL", c.egress_address.c_str(), st.detail.c_str());
+      if (!st.ok) ++failures;
+    }
+    if (has_capability(CAP_SYS_ADMIN)) {
+      std::printf("ok   namespaces (CAP_SYS_ADMIN: feuilled can enter containers' network namespaces)\n");
+    } else {
+      std::printf("FAIL namespaces: feuilled lacks CAP_SYS_ADMIN, which setns(2) into a container's network "
+                  "namespace needs (deploy/feuilled.service grants it)\n");
+      ++failures;
     }
     auto result = co_await database.check();
     if (!result.ok) {

@@ -7,12 +7,14 @@
 
 #include "auth/authenticator.hpp"
 #include "auth/dashboard.hpp"
+#include "compute/egress.hpp"
 #include "compute/standin_image.hpp"
 #include "feuille/errors.hpp"
 #include "http/responses.hpp"
 #include "http/server.hpp"
 #include "http/static_assets.hpp"
 #include "util/logging.hpp"
+#include "util/offload.hpp"
 
 namespace feuille::compute {
 
@@ -37,6 +39,7 @@ ComputeSettings settings_from(const Config& c) {
   s.editor_health_path = c.editor_health_path;
   s.runtime_health_path = c.runtime_health_path;
   s.start_timeout = c.start_timeout;
+  s.isolation.egress_address = c.egress_address;
   return s;
 }
 
@@ -97,12 +100,42 @@ ComputeModule::ComputeModule(app::ModuleContext& ctx)
 ComputeModule::~ComputeModule() = default;
 
 asio::awaitable<void> ComputeModule::start() {
+  co_await install_egress_rules();
   if (config_.dev) co_await use_standin_images_if_needed();
   co_await manager_->open();
   manager_->run_background();
 }
 
 void ComputeModule::stop() { manager_->shutdown(); }
+
+asio::awaitable<void> ComputeModule::install_egress_rules() {
+  auto log = logger("compute");
+  if (config_.egress_address.empty()) {
+    log->warn("egress-address = off: tenants' outbound connections are not filtered (they reach this host's "
+              "addresses, the LAN and cloud metadata)");
+    co_return;
+  }
+  auto plan = egress_plan(config_);
+  std::optional<std::string> failed;
+  try {
+    auto job = [&plan]() { install_egress(plan); };  // named: the GCC 12 trap (architecture.md)
+    co_await offload(pool_, std::move(job));
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  if (!failed) {
+    log->info("tenant egress from {}: rules installed (nftables table {}; {} allowed range(s), {} resolver(s))",
+              plan.address, egress_table(plan.address), plan.allow.size(), plan.resolvers.size());
+    co_return;
+  }
+  // Production never runs tenants unfiltered by accident; dev mode says so and goes on.
+  if (!config_.dev)
+    throw std::runtime_error("egress-address " + plan.address + ": cannot install the tenant egress rules: " + *failed +
+                             " (feuilled needs CAP_NET_ADMIN and nft; or set egress-address = off)");
+  log->warn("dev: cannot install the tenant egress rules ({}); containers' outbound connections are not filtered",
+            *failed);
+  manager_->configure().isolation.egress_address.clear();
+}
 
 asio::awaitable<void> ComputeModule::use_standin_images_if_needed() {
   auto log = logger("compute");

@@ -27,6 +27,7 @@ class ComputeModule : public app::Module {
   void add_routes(app::ModuleContext& ctx);
   boost::asio::awaitable<void> stream_events(http::Exchange& ex, std::string user_id);
   std::string dashboard_section(const auth::Identity& me, const nlohmann::json& doc) const;
+  boost::asio::awaitable<void> install_egress_rules();
   boost::asio::awaitable<void> use_standin_images_if_needed();
 
   const Config& config_;

@@ -1,8 +1,10 @@
 #pragma once
-// The two containers of a workspace exactly as SPEC.md section 4 describes
-// them: names, labels, command templates, environment, network, ports,
-// limits, volume. Pure functions (no I/O): the specs are libpod
-// SpecGenerator JSON documents for POST /libpod/containers/create.
+// The containers of a workspace exactly as SPEC.md section 4 describes them:
+// names, labels, command templates, environment, network, limits, volume,
+// privileges. Pure functions (no I/O): the specs are libpod SpecGenerator
+// JSON documents for POST /libpod/containers/create, and the editor's pod
+// (whose infra container holds the editor's network namespace) a
+// PodSpecGenerator for POST /libpod/pods/create.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -13,12 +15,17 @@
 
 namespace feuille::compute {
 
-// Container names: feuille-ed-{user id}, feuille-rt-{user id}, feuille-sb-...
+// Names: feuille-ed-{user id}, feuille-rt-{user id}, feuille-sb-...; the
+// editor's pod feuille-pod-{user id} and its infra container feuille-ns-{user id}.
 std::string editor_name(const std::string& user_id);
 std::string runtime_name(const std::string& user_id);
+std::string editor_pod_name(const std::string& user_id);
+std::string editor_netns_name(const std::string& user_id);
 inline constexpr std::string_view kEditorPrefix = "feuille-ed-";
 inline constexpr std::string_view kRuntimePrefix = "feuille-rt-";
 inline constexpr std::string_view kSandboxPrefix = "feuille-sb-";
+inline constexpr std::string_view kPodPrefix = "feuille-pod-";
+inline constexpr std::string_view kNetnsPrefix = "feuille-ns-";
 
 // Labels. io.feuille.instance scopes every container to one feuilled
 // deployment (its database): reconcile never touches another's.
@@ -26,6 +33,11 @@ inline constexpr const char* kLabelUser = "io.feuille.user";
 inline constexpr const char* kLabelRole = "io.feuille.role";
 inline constexpr const char* kLabelPort = "io.feuille.port";
 inline constexpr const char* kLabelInstance = "io.feuille.instance";
+// io.feuille.net=isolated: made with a network namespace of its own. A
+// container without it comes from before tenant isolation (host network, a
+// published port) and is removed, never adopted.
+inline constexpr const char* kLabelNet = "io.feuille.net";
+inline constexpr const char* kNetIsolated = "isolated";
 
 // Port ranges (SPEC.md section 4).
 inline constexpr std::uint16_t kEditorPortFirst = 20000, kEditorPortLast = 39999;
@@ -38,6 +50,15 @@ inline constexpr const char* kHome = "/home/user";
 // no expansion), then replaces {port} {token} {user_id} {base_path} in each
 // word. Throws std::invalid_argument on a template that cannot be split.
 std::vector<std::string> expand_command(const std::string& tmpl, const std::map<std::string, std::string>& values);
+
+// How a container's network is made: a namespace of its own with outbound
+// NAT by slirp4netns, no way to the host's loopback, IPv4 only, and (when set)
+// its outbound connections made from `egress_address`, the address the egress
+// rules (compute/egress.hpp) are keyed on.
+struct Isolation {
+  std::string egress_address;
+};
+nlohmann::json slirp4netns_options(const Isolation& iso);
 
 // Who the workspace belongs to, as the editor's environment shows it.
 struct Owner {
@@ -52,13 +73,13 @@ struct SpecBase {
   std::string image;
   std::string command_template;
   std::string token;  // this start's editor token
+  Isolation isolation;
 };
 
 struct RuntimeParams {
   SpecBase base;
   Owner owner;
-  std::string publish_address;  // the host's address: the port is published there only
-  std::uint16_t host_port = 0;
+  std::uint16_t gateway_port = 0;  // RUNTIME_PORT, where the editor reaches it (label only)
   std::uint64_t memory_bytes = 0;  // the plan's
   double cpus = 0;                 // the plan's
 };
@@ -66,12 +87,14 @@ struct RuntimeParams {
 struct EditorParams {
   SpecBase base;
   Owner owner;
-  std::uint16_t port = 0;  // on 127.0.0.1, host network
-  std::string runtime_host;
-  std::uint16_t runtime_port = 0;
+  std::uint16_t port = 0;  // on 127.0.0.1 inside its own namespace
+  std::uint16_t runtime_port = 0;  // the gateway's, on 127.0.0.1 there too
 };
 
 nlohmann::json runtime_spec(const RuntimeParams& p);
+// The pod to create (and start) before the editor: its infra container holds
+// the namespace in which the gateway listens before any tenant process runs.
+nlohmann::json editor_pod_spec(const EditorParams& p);
 nlohmann::json editor_spec(const EditorParams& p);
 
 std::string base_path(const std::string& user_id);  // /u/{id}/

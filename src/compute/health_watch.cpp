@@ -45,6 +45,9 @@ void WorkspaceManager::shutdown() {
   stopping_ = true;
   for (auto& [id, ws] : workspaces_) {
     if (ws->op && ws->op->kind != Operation::stop) cancel(*ws->op, true);
+    // Its connections end with this process anyway; the next feuilled binds
+    // the gateway again in the adopted editor's namespace.
+    close_gateway(*ws);
     ws->changed.notify_all();
   }
   for (auto& h : hosts_)
@@ -173,9 +176,8 @@ asio::awaitable<void> WorkspaceManager::probe_workspace(WorkspacePtr ws) {
   Host& rt_host = runtime_host(*ws);
   ProbeResult results[2];
   results[runtime_role] =
-      co_await probe_http(executor_, rt_host.config.address, rt.port, settings_.runtime_health_path, "", 3s);
-  results[editor_role] =
-      co_await probe_http(executor_, "127.0.0.1", ed.port, settings_.editor_health_path, ed.token, 3s);
+      co_await probe_http(executor_, rt.netns, kRuntimeContainerPort, settings_.runtime_health_path, "", 3s);
+  results[editor_role] = co_await probe_http(executor_, ed.netns, ed.port, settings_.editor_health_path, ed.token, 3s);
   for (Role role : {runtime_role, editor_role}) {  // the runtime first: the editor needs it
     if (ws->op || ws->state != State::running || stopping_) co_return;
     if (results[role].healthy()) {
@@ -219,6 +221,8 @@ asio::awaitable<void> WorkspaceManager::probe_workspace(WorkspacePtr ws) {
 
 void WorkspaceManager::container_died(WorkspacePtr ws, Role role, std::string why) {
   if (stopping_ || ws->op || ws->state != State::running) return;
+  // New connections to the runtime wait for it (restart) instead of failing.
+  if (role == runtime_role && ws->gateway) ws->gateway->clear_runtime();
   auto op = begin(*ws, Operation::restart);
   spawn(executor_, run_restart(ws, op, role, std::move(why)), log_, "restart " + ws->user_id);
 }
@@ -244,12 +248,23 @@ asio::awaitable<void> WorkspaceManager::run_restart(WorkspacePtr ws, std::shared
     co_await h.client->stop_container(name, 2);  // one that stopped answering; a dead one: nothing to do
     check(*op);
     co_await h.client->start_container(name, settings_.start_timeout);
+    // A restarted runtime has a namespace of its own again; an editor's is its
+    // pod's, and the same unless the pod's infra container went too.
+    try {
+      if (role == runtime_role) co_await attach_runtime(ws, settings_.start_timeout);
+      else co_await attach_editor(ws, settings_.start_timeout);
+    } catch (const std::runtime_error& e) {
+      throw StartFailure(e.what());
+    }
     {
       nlohmann::json detail = {{"container", kRoleName[role]}};
       co_await record(ws, "waiting-for-health", std::move(detail), std::nullopt);
     }
     co_await wait_healthy(ws, *op, role, deadline);
-    if (role == runtime_role) co_await wait_healthy(ws, *op, editor_role, deadline);
+    if (role == runtime_role) {
+      if (ws->gateway) ws->gateway->set_runtime(ws->runtime->netns);
+      co_await wait_healthy(ws, *op, editor_role, deadline);
+    }
     ws->failed_probes[0] = ws->failed_probes[1] = 0;
     {
       nlohmann::json detail = {{"restarted", kRoleName[role]}};

@@ -426,8 +426,32 @@ asio::awaitable<nlohmann::json> PodmanClient::container_stats(std::vector<std::s
   co_return nlohmann::json::array();
 }
 
+asio::awaitable<std::string> PodmanClient::create_pod(nlohmann::json spec, std::optional<Duration> timeout) {
+  std::string name = spec.value("name", "");
+  auto r = co_await request(bh::verb::post, std::string(kBase) + "/pods/create", spec.dump(), "application/json",
+                            timeout);
+  if (r.status != 201 && r.status != 200) throw error_of(r, "create pod " + name);
+  auto j = r.json();
+  if (!j.is_object() || !j.contains("Id") || !j["Id"].is_string()) throw error_of(r, "create pod " + name + ": no Id");
+  co_return j["Id"].get<std::string>();
+}
+
+asio::awaitable<void> PodmanClient::start_pod(std::string name, std::optional<Duration> timeout) {
+  auto r = co_await request(bh::verb::post, std::string(kBase) + "/pods/" + url_encode(name) + "/start", {}, {},
+                            timeout);
+  if (r.status != 200 && r.status != 304) throw error_of(r, "start pod " + name);
+}
+
+asio::awaitable<bool> PodmanClient::remove_pod(std::string name, std::optional<Duration> timeout) {
+  auto r = co_await request(bh::verb::delete_, std::string(kBase) + "/pods/" + url_encode(name) + "?force=true", {},
+                            {}, timeout);
+  if (r.status == 404) co_return false;
+  if (r.status != 200) throw error_of(r, "remove pod " + name);
+  co_return true;
+}
+
 asio::awaitable<bool> PodmanClient::image_exists(std::string reference) {
-  auto r = co_await request(bh::verb::get, std::string(kBase) + "/images/" + reference + "/exists");
+  auto r = co_await request(bh::verb::get, std::string(kBase) + "/images/" + url_encode(reference) + "/exists");
   if (r.status == 204) co_return true;
   if (r.status == 404) co_return false;
   throw error_of(r, "image exists " + reference);

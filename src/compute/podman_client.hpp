@@ -119,6 +119,12 @@ class PodmanClient {
   // One stats sample of the named containers (the "Stats" array).
   boost::asio::awaitable<nlohmann::json> container_stats(std::vector<std::string> names,
                                                          std::optional<Duration> timeout = {});
+  // Pods (the editor's: its infra container holds the editor's namespace).
+  // Returns the pod's id.
+  boost::asio::awaitable<std::string> create_pod(nlohmann::json spec, std::optional<Duration> timeout = {});
+  boost::asio::awaitable<void> start_pod(std::string name, std::optional<Duration> timeout = {});
+  // Removes the pod and every container in it (killed). False when there was none.
+  boost::asio::awaitable<bool> remove_pod(std::string name, std::optional<Duration> timeout = {});
   boost::asio::awaitable<bool> image_exists(std::string reference);
   // Imports a root file system tarball (streamed) as `reference`; `changes`
   // are Containerfile instructions ("USER=1000:1000"). Returns the image id.

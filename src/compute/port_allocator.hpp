@@ -1,16 +1,16 @@
 #pragma once
-// Host ports handed to workspaces: editors 20000-39999, runtimes 40000-59999.
-// feuilled is the only writer of its database, so the ports in use are kept
-// in memory (loaded at reconcile from `runtimes` and `workspaces`; the
-// database's unique indexes stay the final guard). Each range is scanned from
-// a random point, skipping ports already handed out and ports that something
-// on the host is listening on (the `usable` check), so that several feuilled
-// processes sharing one Podman host rarely reach for the same port.
+// Ports handed to workspaces: editors 20000-39999, runtimes (their gateways)
+// 40000-59999. Every container has a network namespace of its own, so no
+// process on the host (or in another container) can hold one of these ports
+// where feuilled uses it: allocation only has to keep two workspaces from
+// getting the same number. The ports in use are kept in memory (loaded at
+// reconcile from `runtimes` and `workspaces`); the database's unique indexes
+// stay the final guard, across the deployments sharing one database. Each
+// range is scanned from a random point, so that several feuilled processes
+// sharing one database table set rarely reach for the same port.
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <random>
-#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -28,19 +28,14 @@ class PortAllocator {
   bool taken(std::uint16_t port) const { return taken_.count(port) > 0; }
   std::size_t taken_count() const { return taken_.size(); }
 
-  // The next port of `range` not taken and accepted by `usable`; it is marked
-  // taken. nullopt when the whole range is used up.
-  std::optional<std::uint16_t> allocate(Range range, const std::function<bool(std::uint16_t)>& usable);
+  // The next port of `range` not taken; it is marked taken. nullopt when the
+  // whole range is used up.
+  std::optional<std::uint16_t> allocate(Range range);
 
  private:
   std::unordered_set<std::uint16_t> taken_;
   std::unordered_map<std::uint16_t, std::uint16_t> cursor_;  // by range start
   std::mt19937 random_;
 };
-
-// True unless something on this machine listens on address:port (a bind
-// test with SO_REUSEADDR, as servers bind). An address this machine does not
-// have (a remote host's) cannot be tested here: true.
-bool port_free_on_host(const std::string& address, std::uint16_t port);
 
 }  // namespace feuille::compute

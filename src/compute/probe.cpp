@@ -6,29 +6,38 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <optional>
+
 namespace feuille::compute {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bh = beast::http;
 
-asio::awaitable<ProbeResult> probe_http(asio::any_io_executor ex, std::string address, std::uint16_t port,
+asio::awaitable<ProbeResult> probe_http(asio::any_io_executor ex, NetnsPtr netns, std::uint16_t port,
                                         std::string path, std::string token, Duration timeout) {
   constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
   ProbeResult out;
-  beast::error_code ec;
-  auto ip = asio::ip::make_address(address, ec);
-  if (ec) {
-    out.error = "bad address " + address;
+  if (!netns) {
+    out.error = "no network namespace";
     co_return out;
   }
-  beast::tcp_stream stream(ex);
+  beast::error_code ec;
+  std::optional<beast::tcp_stream> opened;
+  try {
+    auto socket = co_await netns->socket(ex);
+    opened.emplace(std::move(socket));
+  } catch (const std::exception& e) {
+    out.error = e.what();
+    co_return out;
+  }
+  beast::tcp_stream& stream = *opened;
   stream.expires_after(timeout);
-  std::tie(ec) = co_await stream.async_connect(asio::ip::tcp::endpoint(ip, port), tuple_awaitable);
+  std::tie(ec) = co_await stream.async_connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), port),
+                                               tuple_awaitable);
   if (!ec) {
     bh::request<bh::empty_body> req{bh::verb::get, path, 11};
-    std::string host = ip.is_v6() ? "[" + address + "]" : address;
-    req.set(bh::field::host, host + ":" + std::to_string(port));
+    req.set(bh::field::host, "127.0.0.1:" + std::to_string(port));
     req.set(bh::field::user_agent, "feuilled-probe");
     if (!token.empty()) req.set("X-Token", token);
     req.keep_alive(false);

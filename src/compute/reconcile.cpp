@@ -66,7 +66,7 @@ asio::awaitable<void> WorkspaceManager::load_records() {
       continue;
     }
     auto ws = get_or_create(r.user);
-    Container c{r.name, r.container_id, r.host, static_cast<std::uint16_t>(r.port), r.token, false};
+    Container c{r.name, r.container_id, r.host, static_cast<std::uint16_t>(r.port), r.token, false, nullptr};
     if (r.kind == "editor") ws->editor = c;
     else ws->runtime = c;
   }
@@ -79,23 +79,36 @@ asio::awaitable<void> WorkspaceManager::reconcile_host(Host& host, bool at_start
   auto containers = co_await host.client->list_containers(labels);
   host.reachable = true;
   int adopted = 0, removed = 0;
+  std::vector<std::string> netns_holders;  // users whose editor pod's infra container is there
   for (const auto& c : containers) {
     std::string name = c.contains("Names") && c["Names"].is_array() && !c["Names"].empty()
                            ? c["Names"][0].get<std::string>()
                            : std::string();
     const std::string id = c.value("Id", "");
     const bool running = c.value("State", "") == "running";
-    std::string user;
-    if (c.contains("Labels") && c["Labels"].is_object()) user = c["Labels"].value(kLabelUser, "");
+    std::string user, net;
+    if (c.contains("Labels") && c["Labels"].is_object()) {
+      user = c["Labels"].value(kLabelUser, "");
+      net = c["Labels"].value(kLabelNet, "");
+    }
     if (sandbox_names_.count(name)) continue;  // the CRIU work's records
     auto ws = user.empty() ? nullptr : find(user);
     if (ws && ws->op) continue;  // an operation in flight owns its containers
+    if (!user.empty() && name == editor_netns_name(user) && net == kNetIsolated) {
+      netns_holders.push_back(user);  // kept with its editor, decided below
+      continue;
+    }
     std::optional<Container>* slot = nullptr;
     if (ws && name == editor_name(user)) slot = &ws->editor;
     if (ws && name == runtime_name(user)) slot = &ws->runtime;
     bool claimed = slot && *slot && (*slot)->name == name && (*slot)->host == host.config.name;
     std::string why;
-    if (!claimed) why = "no record claims it";
+    // Never adopted: host network or a published port, from before isolation.
+    if (net != kNetIsolated) {
+      why = "it was made before tenant isolation";
+      if (ws) pre_isolation_.insert(user);
+    }
+    else if (!claimed) why = "no record claims it";
     else if (!has_containers(ws->state)) why = std::string("its workspace is ") + to_string(ws->state);
     else if (!running) why = "it is not running (" + c.value("State", "?") + ")";
     else if (!(*slot)->id.empty() && (*slot)->id != id) why = "its id is not the recorded one";
@@ -111,6 +124,18 @@ asio::awaitable<void> WorkspaceManager::reconcile_host(Host& host, bool at_start
       ++removed;
     } catch (const PodmanError& e) {
       log_->warn("reconcile {}: cannot remove {}: {}", host.config.name, name, e.what());
+    }
+  }
+  // An editor's pod goes when its editor was not adopted.
+  for (const auto& user : netns_holders) {
+    auto ws = find(user);
+    if (ws && (ws->op || (ws->editor && ws->editor->adopted && ws->editor->host == host.config.name))) continue;
+    log_->info("reconcile {}: removing the pod {} (its editor is not kept)", host.config.name, editor_pod_name(user));
+    try {
+      co_await host.client->remove_pod(editor_pod_name(user));
+      ++removed;
+    } catch (const PodmanError& e) {
+      log_->warn("reconcile {}: cannot remove the pod {}: {}", host.config.name, editor_pod_name(user), e.what());
     }
   }
   host.reconciled = true;
@@ -141,10 +166,29 @@ asio::awaitable<void> WorkspaceManager::settle_after_reconcile(WorkspacePtr ws) 
   const bool editor_ok = ws->editor && ws->editor->adopted;
   const bool runtime_ok = ws->runtime && ws->runtime->adopted;
   const bool any_record = ws->editor || ws->runtime;
+  const bool legacy = pre_isolation_.erase(ws->user_id) > 0;
   switch (ws->state) {
     case State::running:
     case State::migrating:
       if (editor_ok && runtime_ok) {
+        // One inspect each: their namespaces opened, the gateway bound again
+        // in the editor's (SO_REUSEADDR: at once after a restart).
+        std::optional<std::string> unreachable;
+        try {
+          co_await attach_runtime(ws, std::chrono::seconds(10));
+          co_await attach_editor(ws, std::chrono::seconds(10));
+        } catch (const std::exception& e) {
+          unreachable = e.what();
+        }
+        if (unreachable) {
+          std::string reason = "its containers could not be reached again when feuilled started (" + *unreachable + ")";
+          close_gateway(*ws);
+          co_await remove_containers(ws, false);
+          log_->warn("workspace of {} marked failed: {}", ws->user_id, reason);
+          nlohmann::json detail = {{"reason", reason}};
+          co_await record(ws, "failed", std::move(detail), State::failed, reason);
+          co_return;
+        }
         if (ws->state == State::migrating) {
           // The CRIU work finishes migrations; until then the workspace runs where it is.
           {
@@ -162,6 +206,15 @@ asio::awaitable<void> WorkspaceManager::settle_after_reconcile(WorkspacePtr ws) 
         log_->info("adopted the running workspace of {} (editor port {}, runtime port {})", ws->user_id,
                    ws->editor->port, ws->runtime_port);
         co_return;
+      } else if (legacy) {
+        // Host network or a published port: removed, never adopted. The
+        // user's files stay; the next visit starts it isolated.
+        std::string reason = "its containers were made before tenant isolation and were removed; it starts again "
+                             "isolated at the next visit";
+        co_await remove_containers(ws, false);
+        log_->warn("workspace of {} stopped: {}", ws->user_id, reason);
+        nlohmann::json detail = {{"reason", reason}};
+        co_await record(ws, "stopped", std::move(detail), State::stopped, reason);
       } else {
         std::string missing = !editor_ok && !runtime_ok ? "its editor and runtime containers were"
                               : !editor_ok              ? "its editor container was"

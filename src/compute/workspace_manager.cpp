@@ -36,12 +36,6 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kRecentSteps = 32;
 constexpr const char* kRoleName[] = {"editor", "runtime"};
 
-// A container exited before answering its health path.
-struct Exited : std::runtime_error {
-  Exited(const std::string& what, bool port_busy) : std::runtime_error(what), port_busy(port_busy) {}
-  bool port_busy;
-};
-
 std::string now_iso() {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -61,10 +55,6 @@ std::string random_token() {
   std::string out;
   for (unsigned char b : bytes) out += {hex[b >> 4], hex[b & 15]};
   return out;
-}
-
-bool port_busy_error(const PodmanError& e) {
-  return e.cause == "address already in use" || e.message.find("address already in use") != std::string::npos;
 }
 
 }  // namespace
@@ -115,6 +105,23 @@ WorkspaceManager::WorkspaceManager(asio::any_io_executor executor, asio::thread_
                   .Help("1 while the host's Podman answers (its event stream is connected)")
                   .Register(registry);
   for (auto& h : hosts_) host_up_->Add({{"host", h->config.name}}).Set(0);
+  auto& bytes = prometheus::BuildCounter()
+                    .Name("feuille_gateway_bytes_total")
+                    .Help("Bytes relayed by the runtime gateways, by direction")
+                    .Register(registry);
+  gateway_metrics_.to_runtime = &bytes.Add({{"direction", "to_runtime"}});
+  gateway_metrics_.to_editor = &bytes.Add({{"direction", "to_editor"}});
+  auto& conns = prometheus::BuildCounter()
+                    .Name("feuille_gateway_connections_total")
+                    .Help("Connections the runtime gateways accepted, and those closed without reaching a runtime")
+                    .Register(registry);
+  gateway_metrics_.accepted = &conns.Add({{"outcome", "accepted"}});
+  gateway_metrics_.refused = &conns.Add({{"outcome", "no_runtime"}});
+  gateway_metrics_.open = &prometheus::BuildGauge()
+                               .Name("feuille_gateway_connections_open")
+                               .Help("Gateway connections open now (relayed, or held while the runtime is away)")
+                               .Register(registry)
+                               .Add({});
 }
 
 WorkspaceManager::~WorkspaceManager() = default;
@@ -353,8 +360,8 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
       nlohmann::json detail = {{"ms", std::lround(secs * 1000)}};
       co_await record(ws, "ready", std::move(detail), State::running);
     }
-    log_->info("workspace of {} running (editor port {}, runtime {}:{}) in {:.0f} ms", ws->user_id, ws->editor->port,
-               runtime_host(*ws).config.address, ws->runtime_port, secs * 1000);
+    log_->info("workspace of {} running (editor port {}, runtime port {} on {}) in {:.0f} ms", ws->user_id,
+               ws->editor->port, ws->runtime_port, ws->host, secs * 1000);
   } catch (const Cancelled&) {
     cancelled = true;
   } catch (const std::exception& e) {
@@ -402,23 +409,20 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
     if (d.count() <= 0) throw StartFailure("timed out creating the runtime");
     return d;
   };
-  auto usable = [&](std::uint16_t p) { return port_free_on_host(host.config.address, p); };
+  const std::string name = runtime_name(ws->user_id);
+  // The workspace keeps its runtime port (its gateway's) for life. Ports live
+  // in namespaces of their own, so nothing on the host can hold one; the
+  // database's unique index is the only guard left (another deployment's
+  // record this process did not know).
   for (int attempt = 0;; ++attempt) {
     check(op);
     if (attempt == 8) throw StartFailure("no usable runtime port after 8 tries");
-    // The workspace keeps its runtime port for life, unless something else took it.
-    if (ws->runtime_port && !usable(ws->runtime_port)) {
-      log_->warn("runtime port {} of {} is busy on {}; choosing another", ws->runtime_port, ws->user_id,
-                 host.config.name);
-      ws->runtime_port = 0;
-    }
     std::uint16_t port = ws->runtime_port;
     if (!port) {
-      auto p = ports_.allocate({kRuntimePortFirst, kRuntimePortLast}, usable);
+      auto p = ports_.allocate({kRuntimePortFirst, kRuntimePortLast});
       if (!p) throw StartFailure("every runtime port is in use");
       port = *p;
     }
-    const std::string name = runtime_name(ws->user_id);
     try {
       co_await db_.run([&, port](pqxx::work& w) {
         w.exec_params("UPDATE workspaces SET runtime_port = $2, host = $3, updated_at = now() WHERE user_id = $1",
@@ -430,36 +434,31 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
             ws->user_id, name, host.config.name, static_cast<int>(port));
       });
     } catch (const pqxx::unique_violation&) {
-      // Another workspace's (a record this process did not know): skip it.
       if (port != ws->runtime_port) ports_.mark_taken(port);
       ws->runtime_port = 0;
       continue;
     }
     ws->runtime_port = port;
-    ws->runtime = Container{name, "", host.config.name, port, "", false};
-    RuntimeParams p{SpecBase{instance_, folder, settings_.oci_runtime, settings_.runtime_image,
-                             settings_.runtime_command, token},
-                    owner, host.config.address, port, plan.memory_bytes, plan.cpus};
-    nlohmann::json spec;
-    try {
-      spec = runtime_spec(p);
-    } catch (const std::invalid_argument& e) {
-      throw StartFailure(std::string("runtime-command cannot be split into words: ") + e.what());
-    }
-    ws->runtime->id = co_await host.client->create_container(spec, left());
-    try {
-      co_await host.client->start_container(name, left());
-    } catch (const PodmanError& e) {
-      if (!port_busy_error(e)) throw;
-      log_->warn("runtime port {} is busy on {} (Podman says so); choosing another", port, host.config.name);
-      ws->runtime_port = 0;  // the port stays marked taken here: something else holds it
-    }
-    if (ws->runtime_port) break;
-    co_await host.client->remove_container(name, true, 0, left());
-    co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM runtimes WHERE name = $1", name); });
-    ws->runtime.reset();
+    break;
   }
-  const std::string name = ws->runtime->name, id = ws->runtime->id;
+  ws->runtime = Container{name, "", host.config.name, ws->runtime_port, "", false, nullptr};
+  RuntimeParams p{SpecBase{instance_, folder, settings_.oci_runtime, settings_.runtime_image, settings_.runtime_command,
+                           token, settings_.isolation},
+                  owner, ws->runtime_port, plan.memory_bytes, plan.cpus};
+  nlohmann::json spec;
+  try {
+    spec = runtime_spec(p);
+  } catch (const std::invalid_argument& e) {
+    throw StartFailure(std::string("runtime-command cannot be split into words: ") + e.what());
+  }
+  ws->runtime->id = co_await host.client->create_container(spec, left());
+  co_await host.client->start_container(name, left());
+  try {
+    co_await attach_runtime(ws, left());
+  } catch (const std::runtime_error& e) {
+    throw StartFailure(e.what());
+  }
+  const std::string id = ws->runtime->id;
   co_await db_.run([&](pqxx::work& w) {
     w.exec_params("UPDATE runtimes SET container_id = $2, state = 'running', updated_at = now() WHERE name = $1", name,
                   id);
@@ -470,21 +469,19 @@ asio::awaitable<void> WorkspaceManager::create_editor(WorkspacePtr ws, Operation
                                                       const std::string& folder, const std::string& token,
                                                       Clock::time_point deadline) {
   Host& host = editor_host();
-  Host& rt_host = runtime_host(*ws);
   auto left = [&]() {
     auto d = std::chrono::duration_cast<Duration>(deadline - Clock::now());
     if (d.count() <= 0) throw StartFailure("timed out creating the editor");
     return d;
   };
-  // The editor listens on 127.0.0.1 of feuilled's own host (host network).
-  auto usable = [](std::uint16_t p) { return port_free_on_host("127.0.0.1", p); };
   const std::string name = editor_name(ws->user_id);
+  std::uint16_t port = 0;
   for (int attempt = 0;; ++attempt) {
     check(op);
     if (attempt == 4) throw StartFailure("no usable editor port after 4 tries");
-    auto p = ports_.allocate({kEditorPortFirst, kEditorPortLast}, usable);
+    auto p = ports_.allocate({kEditorPortFirst, kEditorPortLast});
     if (!p) throw StartFailure("every editor port is in use");
-    const std::uint16_t port = *p;
+    port = *p;
     try {
       co_await db_.run([&](pqxx::work& w) {
         w.exec_params(
@@ -494,45 +491,44 @@ asio::awaitable<void> WorkspaceManager::create_editor(WorkspacePtr ws, Operation
             "container_id = NULL, state = 'creating', updated_at = now()",
             ws->user_id, name, host.config.name, static_cast<int>(port), token);
       });
+      break;
     } catch (const pqxx::unique_violation&) {
       continue;  // stays marked taken: a record this process did not know holds it
     }
-    ws->editor = Container{name, "", host.config.name, port, token, false};
-    EditorParams params{SpecBase{instance_, folder, settings_.oci_runtime, settings_.editor_image,
-                                 settings_.editor_command, token},
-                        owner, port, rt_host.config.address, ws->runtime_port};
-    nlohmann::json spec;
-    try {
-      spec = editor_spec(params);
-    } catch (const std::invalid_argument& e) {
-      throw StartFailure(std::string("editor-command cannot be split into words: ") + e.what());
-    }
-    ws->editor->id = co_await host.client->create_container(spec, left());
-    co_await host.client->start_container(name, left());
-    {
-      const std::string id = ws->editor->id;
-      co_await db_.run([&](pqxx::work& w) {
-        w.exec_params("UPDATE runtimes SET container_id = $2, state = 'running', updated_at = now() WHERE name = $1",
-                      name, id);
-      });
-    }
-    {
-      nlohmann::json detail = {{"container", "editor"}, {"port", port}};
-      co_await record(ws, "waiting-for-health", std::move(detail), std::nullopt);
-    }
-    try {
-      co_await wait_healthy(ws, op, editor_role, deadline);
-      co_return;
-    } catch (const Exited& e) {
-      // The editor binds its port itself: another process may have taken it
-      // between our check and its start.
-      if (!e.port_busy) throw StartFailure(e.what());
-      log_->warn("editor port {} was taken before the editor of {} bound it; choosing another", port, ws->user_id);
-    }
-    co_await host.client->remove_container(name, true, 0, left());
-    co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM runtimes WHERE name = $1", name); });
-    ws->editor.reset();
   }
+  ws->editor = Container{name, "", host.config.name, port, token, false, nullptr};
+  EditorParams params{SpecBase{instance_, folder, settings_.oci_runtime, settings_.editor_image,
+                               settings_.editor_command, token, settings_.isolation},
+                      owner, port, ws->runtime_port};
+  nlohmann::json spec;
+  try {
+    spec = editor_spec(params);
+  } catch (const std::invalid_argument& e) {
+    throw StartFailure(std::string("editor-command cannot be split into words: ") + e.what());
+  }
+  // The namespace first, then the gateway in it, then the editor: no tenant
+  // process runs there before the gateway holds RUNTIME_PORT.
+  co_await host.client->create_pod(editor_pod_spec(params), left());
+  co_await host.client->start_pod(editor_pod_name(ws->user_id), left());
+  try {
+    co_await attach_editor(ws, left());
+  } catch (const std::runtime_error& e) {
+    throw StartFailure(e.what());
+  }
+  ws->editor->id = co_await host.client->create_container(spec, left());
+  co_await host.client->start_container(name, left());
+  {
+    const std::string id = ws->editor->id;
+    co_await db_.run([&](pqxx::work& w) {
+      w.exec_params("UPDATE runtimes SET container_id = $2, state = 'running', updated_at = now() WHERE name = $1", name,
+                    id);
+    });
+  }
+  {
+    nlohmann::json detail = {{"container", "editor"}, {"port", port}};
+    co_await record(ws, "waiting-for-health", std::move(detail), std::nullopt);
+  }
+  co_await wait_healthy(ws, op, editor_role, deadline);
 }
 
 asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation& op, Role role,
@@ -540,7 +536,7 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
   const bool editor = role == editor_role;
   Host& host = editor ? editor_host() : runtime_host(*ws);
   const Container c = editor ? *ws->editor : *ws->runtime;
-  const std::string address = editor ? "127.0.0.1" : host.config.address;
+  const std::uint16_t port = editor ? c.port : kRuntimeContainerPort;
   const std::string& path = editor ? settings_.editor_health_path : settings_.runtime_health_path;
   const auto t0 = Clock::now();
   auto next_inspect = t0 + 1s;
@@ -551,7 +547,7 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
     if (left.count() <= 0)
       throw StartFailure(std::string("the ") + kRoleName[role] + " did not answer " + path + " within " +
                          units::format_duration(settings_.start_timeout) + " (last: " + last + ")");
-    auto r = co_await probe_http(executor_, address, c.port, path, c.token, std::min<Duration>(left, 2s));
+    auto r = co_await probe_http(executor_, c.netns, port, path, c.token, std::min<Duration>(left, 2s));
     if (r.healthy()) co_return;
     last = r.status ? "HTTP " + std::to_string(r.status) : r.error;
     if (Clock::now() >= next_inspect) {
@@ -559,13 +555,10 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
       auto info = co_await host.client->inspect_container(c.name, std::min<Duration>(left, 5s));
       if (!info) throw StartFailure(std::string("the ") + kRoleName[role] + " container disappeared");
       const auto& st = (*info)["State"];
-      if (!st.value("Running", false)) {
-        std::string why = std::string("the ") + kRoleName[role] + " " +
-                          exit_description(st.value("ExitCode", -1), st.value("OOMKilled", false)) +
-                          " before answering " + path;
-        bool busy = editor && !port_free_on_host(address, c.port);
-        throw Exited(why, busy);
-      }
+      if (!st.value("Running", false))
+        throw StartFailure(std::string("the ") + kRoleName[role] + " " +
+                           exit_description(st.value("ExitCode", -1), st.value("OOMKilled", false)) +
+                           " before answering " + path);
     }
     // Quick polls first (a container answers within a second or two), then gentler.
     const Duration gap = Clock::now() - t0 < 3s ? settings_.poll_interval : settings_.poll_interval * 4;
@@ -576,12 +569,15 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
 asio::awaitable<void> WorkspaceManager::remove_containers(WorkspacePtr ws, bool graceful) {
   Host& ed = editor_host();
   Host& rt = runtime_host(*ws);
+  close_gateway(*ws);
   // The editor first (it holds the runtime's port in its settings), gracefully
-  // on a stop so that it can flush the user's files.
+  // on a stop so that it can flush the user's files; then its pod (the
+  // infra container holding its namespace).
   std::exception_ptr first_error;
   const int editor_grace = graceful ? 5 : 0, runtime_grace = graceful ? 2 : 0;
   try {
     co_await ed.client->remove_container(editor_name(ws->user_id), true, editor_grace);
+    co_await ed.client->remove_pod(editor_pod_name(ws->user_id));
   } catch (const PodmanError&) {
     first_error = std::current_exception();
   }
@@ -722,6 +718,7 @@ std::optional<EditorTarget> WorkspaceManager::editor(const std::string& user_id)
   if (ws->state == State::running && ws->editor) {
     t.port = ws->editor->port;
     t.token = ws->editor->token;
+    t.netns = ws->editor->netns;
   }
   return t;
 }

@@ -24,9 +24,11 @@
 #include <nlohmann/json.hpp>
 
 #include "compute/container_spec.hpp"
+#include "compute/netns.hpp"
 #include "compute/notifier.hpp"
 #include "compute/podman_client.hpp"
 #include "compute/port_allocator.hpp"
+#include "compute/runtime_gateway.hpp"
 #include "compute/workspaces.hpp"
 #include "db/database.hpp"
 #include "feuille/config.hpp"
@@ -70,6 +72,8 @@ struct ComputeSettings {
   Duration activity_flush{30'000};    // last_activity_at written in batches
   Duration restart_window{600'000};   // a second death within it fails the workspace
   bool standin = false;               // the stand-in images are in use (dev mode)
+  Isolation isolation;                // how containers' networks are made (egress address)
+  RuntimeGateway::Options gateway;    // hold time, connection cap
 };
 
 // One step of an operation, as /api/workspace/events streams it and the
@@ -141,9 +145,10 @@ class WorkspaceManager : public Workspaces {
  private:
   struct Container {
     std::string name, id, host;
-    std::uint16_t port = 0;
+    std::uint16_t port = 0;  // the editor's; the runtime's gateway port (RUNTIME_PORT)
     std::string token;
     bool adopted = false;  // reconcile found it running
+    NetnsPtr netns;        // its network namespace (the editor's: its pod's), while it runs
   };
   struct Operation {
     enum Kind { start, stop, restart } kind;
@@ -161,6 +166,7 @@ class WorkspaceManager : public Workspaces {
     std::string host;  // the runtime's host ("" = the first)
     std::uint16_t runtime_port = 0;
     std::optional<Container> editor, runtime;
+    std::shared_ptr<RuntimeGateway> gateway;  // in the editor's namespace, while the editor runs
     std::shared_ptr<Operation> op;
     std::deque<StepEvent> recent;
     std::uint64_t next_seq = 1;
@@ -214,6 +220,16 @@ class WorkspaceManager : public Workspaces {
                                              std::chrono::steady_clock::time_point deadline);
   boost::asio::awaitable<void> wait_healthy(WorkspacePtr ws, Operation& op, Role role,
                                             std::chrono::steady_clock::time_point deadline);
+
+  // Namespaces and the gateway (namespaces.cpp). enter(): one inspect of a
+  // running container, its namespace opened. attach_*: the record's
+  // namespace (re)opened after a start or restart; the editor's also
+  // (re)binds the gateway there and points it at the runtime.
+  boost::asio::awaitable<NetnsPtr> enter(Host& host, std::string name, Duration timeout);
+  NetnsPtr netns_of(const nlohmann::json& inspect);
+  boost::asio::awaitable<void> attach_runtime(WorkspacePtr ws, Duration timeout);
+  boost::asio::awaitable<void> attach_editor(WorkspacePtr ws, Duration timeout);
+  void close_gateway(Workspace& ws);
   boost::asio::awaitable<void> remove_containers(WorkspacePtr ws, bool graceful);
   boost::asio::awaitable<void> run_stop(WorkspacePtr ws, std::shared_ptr<Operation> op);
   boost::asio::awaitable<void> run_restart(WorkspacePtr ws, std::shared_ptr<Operation> op, Role role,
@@ -244,7 +260,10 @@ class WorkspaceManager : public Workspaces {
   std::string instance_;
   std::unordered_map<std::string, WorkspacePtr> workspaces_;
   std::set<std::string> sandbox_names_;  // feuille-sb-... claimed by runtimes rows (the CRIU work)
+  std::set<std::string> pre_isolation_;  // users whose containers reconcile removed for predating isolation
   PortAllocator ports_;
+  NetnsThread netns_thread_;  // the one thread that enters containers' namespaces
+  GatewayMetrics gateway_metrics_;
   int starts_in_flight_ = 0;
   bool stopping_ = false;
   boost::asio::steady_timer probe_timer_;

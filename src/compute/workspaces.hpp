@@ -8,6 +8,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "compute/netns.hpp"
 #include "compute/state.hpp"
 #include "feuille/config.hpp"
 
@@ -15,8 +16,9 @@ namespace feuille::compute {
 
 struct EditorTarget {
   State state = State::stopped;
-  std::string address;     // where the editor listens (127.0.0.1: editors run on feuilled's own host)
+  std::string address;     // where the editor listens inside its namespace (127.0.0.1)
   std::uint16_t port = 0;  // 0 unless running
+  NetnsPtr netns;          // the editor's network namespace (null unless running): sockets are made there
   std::string token;       // the editor's secret, sent upstream as X-Token ("" unless running)
   std::string reason;      // why it failed, when state is failed
 };

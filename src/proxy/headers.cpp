@@ -1,5 +1,7 @@
 #include "proxy/headers.hpp"
 
+#include "http/url.hpp"
+
 #include <boost/beast/core/string.hpp>
 
 #include <charconv>
@@ -194,6 +196,20 @@ void write_client_response(const bh::response_header<>& in, Framing body, bool k
     else lit(out, "Connection: close\r\n");
   }
   lit(out, "\r\n");
+}
+
+std::string upgrade_query(std::string_view query, std::string_view token) {
+  std::string out;
+  out.reserve(query.size() + token.size() + 7);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    auto name = http::percent_decode(part.substr(0, part.find('=')), true);
+    if (part.empty() || !name || *name == "token") continue;  // an undecodable name is dropped too
+    out.append(part).append("&");
+  }
+  return out.append("token=").append(token);
 }
 
 }  // namespace feuille::proxy

@@ -54,6 +54,12 @@ void write_upstream_request(const http::bh::request_header<>& in, const ForwardI
 // and Connection set by the proxy.
 void write_client_response(const http::bh::response_header<>& in, Framing body, bool keep_alive, std::string& out);
 
+// The query of a forwarded upgrade: mrmd-server reads a WebSocket's token only
+// from `?token=`, so the editor's token is added, and any `token` parameter
+// the browser sent (under any percent-encoding of the name) is removed first.
+// The other parameters keep their bytes and order.
+std::string upgrade_query(std::string_view query, std::string_view token);
+
 // The Cookie header value without the feuille_session pair (nullopt when
 // nothing is left).
 std::optional<std::string> strip_session_cookie(std::string_view cookie);

@@ -354,7 +354,8 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   std::string target;
   target.reserve(2 + rest.size() + ex.ctx.query.size());
   target.append("/").append(rest);
-  if (!ex.ctx.query.empty()) target.append("?").append(ex.ctx.query);
+  if (upgrade) target.append("?").append(upgrade_query(ex.ctx.query, editor->token));
+  else if (!ex.ctx.query.empty()) target.append("?").append(ex.ctx.query);
   ForwardInfo info{target, ex.ctx.client, proto_, caller->id, auth::to_string(*role), editor->token,
                    ex.ctx.request_id};
   const bool retryable = is_idempotent(h.method()) && !upgrade && request_framing(ex.parser).kind == Framing::none;
@@ -366,6 +367,8 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
       up = co_await pool_.get(*editor, options_.connect_timeout);
     } catch (const boost::system::system_error& e) {
       connect_error = e.code();
+    } catch (const std::system_error& e) {  // the editor's namespace could not be entered
+      connect_error = boost::system::error_code(e.code().value(), boost::system::generic_category());
     }
     if (connect_error) {
       metrics_->connect_errors.Increment();

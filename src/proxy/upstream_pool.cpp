@@ -26,10 +26,13 @@ UpstreamPool::UpstreamPool(asio::any_io_executor ex, std::size_t max_idle_per_ed
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const compute::EditorTarget& editor,
                                                                         Duration connect_timeout) {
-  // Built in place, so a lookup allocates nothing (the common case).
-  char port[8];
-  key_.assign(editor.address).append(":").append(port, std::to_chars(port, port + sizeof port, editor.port).ptr);
-  key_.append("/").append(editor.token);
+  if (!editor.netns) throw boost::system::system_error(asio::error::not_connected, "the editor has no namespace");
+  // Built in place, so a lookup allocates nothing (the common case). The
+  // namespace's serial, not the address: every editor listens on 127.0.0.1 of
+  // its own, and a restarted one gets a new namespace.
+  char num[24];
+  key_.assign(num, std::to_chars(num, num + sizeof num, editor.netns->serial()).ptr).append(":");
+  key_.append(num, std::to_chars(num, num + sizeof num, editor.port).ptr).append("/").append(editor.token);
   if (auto it = idle_.find(key_); it != idle_.end()) {
     auto now = std::chrono::steady_clock::now();
     auto& list = it->second;
@@ -44,13 +47,14 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::get(const com
   }
   auto c = std::make_unique<UpstreamConnection>(ex_);
   c->key = key_;
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(editor.address, ec);
-  if (ec) throw boost::system::system_error(ec, "editor address " + editor.address);
+  // The socket is made inside the editor's namespace (one handoff to the
+  // namespace thread), then connected on the loop like any other.
+  c->socket = co_await editor.netns->socket(ex_);
   c->deadline->arm(connect_timeout);
-  auto [cec] = co_await c->socket.async_connect(tcp::endpoint(address, editor.port),
+  auto [cec] = co_await c->socket.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), editor.port),
                                                 asio::as_tuple(asio::use_awaitable));
   if (cec) throw boost::system::system_error(c->deadline->expired() ? asio::error::timed_out : cec, "connect to editor");
+  boost::system::error_code ec;
   c->socket.set_option(tcp::no_delay(true), ec);
   c->socket.non_blocking(true, ec);
   co_return c;

@@ -1,7 +1,7 @@
 #pragma once
-// Keep-alive connections to editors, pooled per editor: its address, port and
-// per-start token, so a connection to a stopped or moved editor is never
-// reused (it expires with the other idle ones).
+// Keep-alive connections to editors, pooled per editor: its network
+// namespace, port and per-start token, so a connection to a stopped or
+// restarted editor is never reused (it expires with the other idle ones).
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -34,9 +34,10 @@ class UpstreamPool {
  public:
   UpstreamPool(boost::asio::any_io_executor ex, std::size_t max_idle_per_editor, Duration idle_expiry);
 
-  // An idle connection to the editor (reused = true), else a new one
-  // (connected within `connect_timeout`). Throws boost::system::system_error
-  // when the editor cannot be reached.
+  // An idle connection to the editor (reused = true), else a new one made in
+  // the editor's namespace and connected to its 127.0.0.1:port within
+  // `connect_timeout`. Throws boost::system::system_error (or
+  // std::system_error when the namespace cannot be entered).
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> get(const compute::EditorTarget& editor, Duration connect_timeout);
   // Back to the pool after a complete exchange on a keep-alive connection.
   void put(std::unique_ptr<UpstreamConnection> c);

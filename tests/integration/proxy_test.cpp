@@ -257,7 +257,7 @@ TEST_F(Proxy, RoutesAndWhoMayPass) {
   EXPECT_THAT(echoed(json::parse(viewed.body), "x-feuille-role"), ::testing::ElementsAre("viewer"));
   EXPECT_EQ(d().request("POST", base() + "api/save", as(vera, true), "x").status, 403);
   EXPECT_EQ(d().request("DELETE", base() + "api/file", as(vera, true)).status, 403);
-  WsClient viewer_ws(d().port(), base() + "sync/1/doc", as(vera));
+  WsClient viewer_ws(d().port(), base() + "yjs/doc", as(vera));
   EXPECT_TRUE(viewer_ws.upgraded()) << viewer_ws.status_line();
   auto edited = d().request("POST", base() + "api/save", as(eddie, true), "x");
   ASSERT_EQ(edited.status, 200) << edited.body;
@@ -378,7 +378,7 @@ TEST_F(Proxy, LargeBodiesStreamBothWaysInBoundedMemory) {
 }
 
 TEST_F(Proxy, WebSocketsPassFramesAndCloseCodesEndToEnd) {
-  WsClient ws(d().port(), base() + "sync/4444/notes", as(alice));
+  WsClient ws(d().port(), base() + "yjs/notes", as(alice));
   ASSERT_TRUE(ws.upgraded()) << ws.status_line();
   ws.send(1, "hello");
   auto text = ws.read();
@@ -420,6 +420,30 @@ TEST_F(Proxy, WebSocketsPassFramesAndCloseCodesEndToEnd) {
   EXPECT_EQ(close->payload.substr(2), "bye");
   ws.send(8, close->payload.substr(0, 2));
   EXPECT_TRUE(ws.closed_by_peer(10s));
+}
+
+TEST_F(Proxy, TheBrowserReachesTheRuntimeThroughTheEditorAndTheGateway) {
+  // mrmd-server's shim sends the browser's runtime calls to
+  // /proxy/RUNTIME_PORT/... and /sync/RUNTIME_PORT/...; the editor forwards
+  // them to 127.0.0.1:RUNTIME_PORT in its namespace, where the gateway relays
+  // to the runtime's own namespace.
+  const auto rt_port = std::to_string(w->workspace(alice)["runtime"]["port"].get<int>());
+  auto caps = d().get(base() + "proxy/" + rt_port + "/mrp/v1/capabilities", as(alice));
+  ASSERT_EQ(caps.status, 200) << caps.body;
+  EXPECT_EQ(json::parse(caps.body)["protocol"], "mrp/1");
+  auto state = d().get(base() + "proxy/" + rt_port + "/_standin/state?set=kept", as(alice));
+  ASSERT_EQ(state.status, 200) << state.body;
+  auto again = json::parse(d().get(base() + "proxy/" + rt_port + "/_standin/state", as(alice)).body);
+  EXPECT_EQ(again["value"], "kept");  // one process, holding its state
+  EXPECT_EQ(again["instance"], json::parse(state.body)["instance"]);
+  WsClient ws(d().port(), base() + "sync/" + rt_port + "/stream", as(alice));
+  ASSERT_TRUE(ws.upgraded()) << ws.status_line();
+  ws.send(1, "to the runtime");
+  auto echoed_back = ws.read();
+  ASSERT_TRUE(echoed_back);
+  EXPECT_EQ(echoed_back->payload, "to the runtime");
+  // Another port of the editor's namespace has nothing behind it.
+  EXPECT_EQ(d().get(base() + "proxy/1/x", as(alice)).status, 502);
 }
 
 TEST_F(Proxy, AThousandWebSocketsLeaveNoDescriptorsBehind) {

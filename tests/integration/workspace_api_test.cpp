@@ -13,6 +13,7 @@
 
 #include "dev/podman_service.hpp"
 #include "support/daemon.hpp"
+#include "support/netns.hpp"
 #include "support/podman.hpp"
 #include "support/workspace_daemon.hpp"
 
@@ -160,7 +161,7 @@ TEST(WorkspaceApi, ASigkilledDaemonComesBackWithEveryWorkspaceRunning) {
     return out;
   };
   auto containers = ids();
-  ASSERT_EQ(containers.size(), 4u);
+  ASSERT_EQ(containers.size(), 6u);  // two editors, their pods' infra containers, two runtimes
 
   a.daemon->process().signal(SIGKILL);
   a.daemon->process().wait(10s);
@@ -172,13 +173,18 @@ TEST(WorkspaceApi, ASigkilledDaemonComesBackWithEveryWorkspaceRunning) {
   EXPECT_EQ(after["runtime"]["port"], before["runtime"]["port"]);
   EXPECT_EQ(a.workspace(bob, again.get())["state"], "running");
   EXPECT_EQ(ids(), containers);
-  auto health = http_request(after["editor"]["port"].get<int>(), "GET", "/health");
-  EXPECT_EQ(health.status, 200);
+  // The editor answers in its namespace, and the gateway is there again
+  // (bound by the new feuilled) and reaches the runtime.
+  auto alice_id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = 'alice'");
+  const auto editor_ns = sandbox_key("feuille-ed-" + alice_id);
+  in_netns(editor_ns, [&] {
+    EXPECT_EQ(http_request(after["editor"]["port"].get<int>(), "GET", "/health").status, 200);
+    EXPECT_EQ(http_request(after["runtime"]["port"].get<int>(), "GET", "/mrp/v1/capabilities").status, 200);
+  });
   EXPECT_EQ(a.post("/api/workspace/start", alice, again.get()).status, 200);  // no second workspace
   EXPECT_EQ(ids(), containers);
   // And watched: a crash of an adopted editor is noticed and repaired.
   auto& db = a.daemon->db();  // the same database
-  auto alice_id = db.scalar("SELECT id::text FROM users WHERE handle = 'alice'");
   podman.kill("feuille-ed-" + alice_id);
   bool back = false;
   for (int i = 0; i < 300 && !back; ++i) {
@@ -204,6 +210,8 @@ TEST(WorkspaceApi, PodmanGoneMeans503UntilItComesBack) {
     a.post("/api/workspace/start", olga);
     ASSERT_TRUE(a.wait_state(olga, "running"));
     auto port = a.workspace(olga)["editor"]["port"].get<int>();
+    auto olga_id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'olga'");
+    const auto editor_ns = sandbox_key("feuille-ed-" + olga_id, service.url());
 
     service.stop();
     auto r = a.post("/api/workspace/start", paul);
@@ -216,7 +224,7 @@ TEST(WorkspaceApi, PodmanGoneMeans503UntilItComesBack) {
     EXPECT_THAT(ready.body, HasSubstr("\"host:local\":{"));
     // What runs keeps running: the containers do not need the API service.
     EXPECT_EQ(a.workspace(olga)["state"], "running");
-    EXPECT_EQ(http_request(port, "GET", "/health").status, 200);
+    in_netns(editor_ns, [&] { EXPECT_EQ(http_request(port, "GET", "/health").status, 200); });
     EXPECT_EQ(a.workspace(paul)["state"], "stopped");
 
     service.start();

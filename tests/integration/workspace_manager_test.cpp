@@ -1,7 +1,8 @@
 // The workspace manager against the real Podman of the test fixture and a
 // real PostgreSQL: the containers' exact spec, concurrent starts, stop/start,
 // failures that leave nothing behind, crash detection and the restart-once
-// rule, reconcile, busy ports, and Podman going away and coming back.
+// rule, reconcile, host ports that no longer matter, and Podman going away and
+// coming back.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "app/cli.hpp"
+#include "compute/netns.hpp"
 #include "compute/probe.hpp"
 #include "compute/standin_image.hpp"
 #include "compute/workspace_manager.hpp"
@@ -88,6 +90,7 @@ class Harness {
     config.plans = app::default_plans();
     config.start_concurrency = 8;
     config.data_dir = data.path() + "/users";
+    config.egress_address = test_egress_address();
     chmod(data.path().c_str(), 0755);
     database = std::make_unique<db::Database>(ioc.get_executor(), pool,
                                               db::PoolOptions{tdb.url(), 6, Duration{5000}, Duration{2000}, Duration{5000}});
@@ -120,7 +123,7 @@ class Harness {
   WorkspaceManager& open(std::optional<ComputeSettings> s = std::nullopt) {
     std::vector<std::unique_ptr<Host>> hosts;
     auto h = std::make_unique<Host>();
-    h->config = ComputeHost{"local", podman_url_, "127.0.0.1", 0};
+    h->config = ComputeHost{"local", podman_url_, 0};
     PodmanClient::Options o;
     o.host_name = "local";
     o.timeout = 10s;
@@ -171,8 +174,25 @@ class Harness {
     return out;
   }
 
-  ProbeResult probe(std::uint16_t port, const std::string& path, const std::string& token = "") {
-    return run([&]() { return probe_http(ioc.get_executor(), "127.0.0.1", port, path, token, Duration{3000}); });
+  // The network namespace of a running container, opened as feuilled does.
+  NetnsPtr netns(const std::string& container) {
+    auto info = TestPodman(podman_url_).inspect(container);
+    if (!info) throw std::runtime_error(container + " is gone");
+    return Netns::open(netns_thread, (*info)["NetworkSettings"].value("SandboxKey", ""),
+                       (*info)["State"].value("Pid", 0));
+  }
+  // GET path on 127.0.0.1:port inside the container's namespace.
+  ProbeResult probe(const std::string& container, std::uint16_t port, const std::string& path,
+                    const std::string& token = "") {
+    auto ns = netns(container);
+    return run([&]() { return probe_http(ioc.get_executor(), ns, port, path, token, Duration{3000}); });
+  }
+  ProbeResult probe_editor(const std::string& user, std::uint16_t port, const std::string& path,
+                           const std::string& token = "") {
+    return probe("feuille-ed-" + user, port, path, token);
+  }
+  ProbeResult probe_runtime(const std::string& user, const std::string& path) {
+    return probe("feuille-rt-" + user, kRuntimeContainerPort, path);
   }
 
   std::string podman_url_;
@@ -180,6 +200,7 @@ class Harness {
   TempDir data;
   asio::io_context ioc{1};
   asio::thread_pool pool{4};
+  NetnsThread netns_thread;
   Config config;
   std::unique_ptr<db::Database> database;
   std::unique_ptr<prometheus::Registry> registry;
@@ -209,42 +230,53 @@ TEST(Workspaces, ContainersAreExactlyAsSpecified) {
   EXPECT_LE(ed_port, 39999);
   EXPECT_EQ(token.size(), 64u);
 
-  // Both: image, labels, volume, AppArmor, OCI runtime.
+  // Both: image, labels, volume, privileges, OCI runtime, a network namespace
+  // of their own with no published port.
   for (auto* c : {&*rt, &*ed}) {
     EXPECT_EQ((*c)["ImageName"], standin_image());
     const auto& labels = (*c)["Config"]["Labels"];
     EXPECT_EQ(labels["io.feuille.user"], user);
     EXPECT_EQ(labels["io.feuille.instance"], h.instance);
+    EXPECT_EQ(labels["io.feuille.net"], "isolated");
     EXPECT_EQ((*c)["OCIRuntime"], "runc");
-    // Podman drops the profile where the kernel has no AppArmor (this
-    // machine); the spec asks for it either way (unit-tested).
-    if (fs::exists("/sys/module/apparmor")) {
-      EXPECT_EQ((*c)["AppArmorProfile"], "unconfined");
-    }
+    EXPECT_TRUE((*c)["EffectiveCaps"].is_null() || (*c)["EffectiveCaps"].empty()) << (*c)["EffectiveCaps"].dump();
+    EXPECT_THAT((*c)["HostConfig"]["SecurityOpt"].dump(), HasSubstr("no-new-privileges"));
+    const auto& ports = (*c)["HostConfig"]["PortBindings"];
+    EXPECT_TRUE(ports.is_null() || ports.empty()) << ports.dump();
     bool mounted = false;
     for (const auto& mnt : (*c)["Mounts"])
       mounted = mounted || (mnt["Destination"] == "/home/user" && mnt["Source"] == h.config.data_dir + "/" + user);
     EXPECT_TRUE(mounted) << (*c)["Mounts"].dump();
   }
-  // The runtime: its command, its port published on the host's address only,
-  // the plan's limits (free: 256 MiB, 0.5 CPU).
+  // Podman drops the profile where the kernel has no AppArmor (this machine);
+  // the specs ask for it on the runtime only (unit-tested).
+  if (fs::exists("/sys/module/apparmor")) {
+    EXPECT_EQ((*rt)["AppArmorProfile"], "unconfined");
+    EXPECT_NE((*ed)["AppArmorProfile"], "unconfined");
+  }
+  // The runtime: its command, its own slirp4netns namespace, the plan's
+  // limits (free: 256 MiB, 0.5 CPU).
   EXPECT_EQ((*rt)["Config"]["Labels"]["io.feuille.role"], "runtime");
   EXPECT_EQ((*rt)["Config"]["Labels"]["io.feuille.port"], std::to_string(rt_port));
   EXPECT_EQ((*rt)["Config"]["Cmd"], nlohmann::json({"/feuille-standin", "runtime", "--port", "8888", "--host",
                                                       "0.0.0.0", "--health-path", "/mrp/v1/capabilities"}));
-  auto bindings = (*rt)["HostConfig"]["PortBindings"]["8888/tcp"];
-  ASSERT_EQ(bindings.size(), 1u) << (*rt)["HostConfig"]["PortBindings"].dump();
-  EXPECT_EQ(bindings[0]["HostIp"], "127.0.0.1");
-  EXPECT_EQ(bindings[0]["HostPort"], std::to_string(rt_port));
+  EXPECT_EQ((*rt)["HostConfig"]["NetworkMode"], "slirp4netns");
   EXPECT_EQ((*rt)["HostConfig"]["Memory"], 256ll << 20);
   EXPECT_EQ((*rt)["HostConfig"]["CpuQuota"], 50000);
   EXPECT_EQ((*rt)["HostConfig"]["CpuPeriod"], 100000);
-  EXPECT_NE((*rt)["HostConfig"]["NetworkMode"], "host");
-  // The editor: host network on 127.0.0.1 at its port, 512 MiB, the token in
-  // its command, the environment of SPEC.md section 4.
+  // The editor: in its pod, whose infra container holds its namespace, on
+  // 127.0.0.1 at its port there, 512 MiB, the token in its command, the
+  // environment of SPEC.md section 4.
+  auto infra = podman.inspect("feuille-ns-" + user);
+  ASSERT_TRUE(infra);
+  EXPECT_EQ((*ed)["Pod"], (*infra)["Pod"]);
+  EXPECT_EQ((*ed)["HostConfig"]["NetworkMode"], "container:" + (*infra)["Id"].get<std::string>());
+  EXPECT_EQ((*infra)["HostConfig"]["NetworkMode"], "slirp4netns");
+  EXPECT_EQ((*infra)["Config"]["Labels"]["io.feuille.role"], "netns");
+  EXPECT_EQ((*ed)["NetworkSettings"]["SandboxKey"], (*infra)["NetworkSettings"]["SandboxKey"]);
+  EXPECT_NE((*ed)["NetworkSettings"]["SandboxKey"], (*rt)["NetworkSettings"]["SandboxKey"]);
   EXPECT_EQ((*ed)["Config"]["Labels"]["io.feuille.role"], "editor");
   EXPECT_EQ((*ed)["Config"]["Labels"]["io.feuille.port"], std::to_string(ed_port));
-  EXPECT_EQ((*ed)["HostConfig"]["NetworkMode"], "host");
   EXPECT_EQ((*ed)["HostConfig"]["Memory"], 512ll << 20);
   EXPECT_EQ((*ed)["Config"]["Cmd"],
             nlohmann::json({"/feuille-standin", "editor", "--port", std::to_string(ed_port), "--host", "127.0.0.1",
@@ -261,16 +293,24 @@ TEST(Workspaces, ContainersAreExactlyAsSpecified) {
   EXPECT_EQ(env_of(*ed, "CLOUD_USER_EMAIL"), "alice@example.org");
   EXPECT_EQ(env_of(*ed, "CLOUD_USER_PLAN"), "free");
 
-  // They answer: the editor behind its token, and the editor reaches the runtime.
-  EXPECT_EQ(h.probe(ed_port, "/health").status, 200u);
-  EXPECT_EQ(h.probe(ed_port, "/anything").status, 401u);
-  EXPECT_EQ(h.probe(ed_port, "/_standin/runtime", token).status, 200u);
-  EXPECT_EQ(h.probe(rt_port, "/mrp/v1/capabilities").status, 200u);
-  // Only the host's address: not on another local address.
-  EXPECT_EQ(h.run([&]() {
-              return probe_http(h.ioc.get_executor(), "127.0.0.2", rt_port, "/mrp/v1/capabilities", "", Duration{1000});
-            }).status,
-            0u);
+  // They answer inside their namespaces: the editor's API behind its token,
+  // and the editor reaches the runtime through the gateway at
+  // RUNTIME_HOST:RUNTIME_PORT.
+  EXPECT_EQ(h.probe_editor(user, ed_port, "/health").status, 200u);
+  EXPECT_EQ(h.probe_editor(user, ed_port, "/api/anything").status, 401u);
+  EXPECT_EQ(h.probe_editor(user, ed_port, "/api/_standin/runtime", token).status, 200u);
+  EXPECT_EQ(h.probe_editor(user, rt_port, "/mrp/v1/capabilities").status, 200u);  // the gateway itself
+  EXPECT_EQ(h.probe_runtime(user, "/mrp/v1/capabilities").status, 200u);
+  // Nothing of theirs on the host: neither port answers on its loopback.
+  for (int port : {ed_port, rt_port}) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_NE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << port;
+    close(fd);
+  }
 
   // The first-run folder, owned by the images' user.
   const std::string scratch = h.config.data_dir + "/" + user + "/Projects/Scratch";
@@ -310,7 +350,8 @@ TEST(Workspaces, TwentyConcurrentStartsOfOneUserMakeOneWorkspace) {
   EXPECT_EQ(errors, 0);
   EXPECT_LE(m.starts_in_flight(), 1);
   ASSERT_TRUE(h.wait_state(user, State::running)) << h.events_of(user);
-  EXPECT_EQ(h.containers_of(user), (std::vector<std::string>{"feuille-ed-" + user, "feuille-rt-" + user}));
+  EXPECT_EQ(h.containers_of(user),
+            (std::vector<std::string>{"feuille-ed-" + user, "feuille-ns-" + user, "feuille-rt-" + user}));
   EXPECT_EQ(h.tdb.scalar("SELECT count(*) FROM runtimes WHERE user_id = '" + user + "'"), "2");
   EXPECT_EQ(h.tdb.scalar("SELECT count(*) FROM events WHERE kind = 'ready' AND user_id = '" + user + "'"), "1");
   // Once running, a start is a no-op.
@@ -337,7 +378,7 @@ TEST(Workspaces, StartStopStartKeepsTheRuntimePortAndTheUsersFiles) {
   h.start(user);
   ASSERT_TRUE(h.wait_state(user, State::running)) << h.events_of(user);
   EXPECT_EQ(h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + user + "'"), port);
-  EXPECT_EQ(h.containers_of(user).size(), 2u);
+  EXPECT_EQ(h.containers_of(user).size(), 3u);
   std::ifstream in(index);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "# mine\n");  // never overwritten
@@ -437,7 +478,11 @@ TEST(Workspaces, AnEditorKilledFromOutsideIsRestartedOnceThenFails) {
   EXPECT_EQ((*podman.inspect("feuille-ed-" + user))["Id"], id);
   EXPECT_EQ(m.editor(user)->port, port);
   EXPECT_EQ(m.editor(user)->token, token);
-  EXPECT_EQ(h.probe(port, "/health").status, 200u);
+  EXPECT_EQ(h.probe_editor(user, port, "/health").status, 200u);
+  // Its namespace is its pod's, unchanged: the gateway still answers there.
+  const std::string rt_port = h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + user + "'");
+  EXPECT_EQ(h.probe_editor(user, static_cast<std::uint16_t>(std::stoi(rt_port)), "/mrp/v1/capabilities").status,
+            200u);
 
   // Dying again soon after: failed, with the reason, and nothing left.
   podman.kill("feuille-ed-" + user);
@@ -455,19 +500,24 @@ TEST(Workspaces, ARuntimeKilledForMemoryIsNoticedAndRestarted) {
   ASSERT_TRUE(h.wait_state(user, State::running)) << h.events_of(user);
   auto rt_port = static_cast<std::uint16_t>(
       std::stoi(h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + user + "'")));
+  const auto before = h.netns("feuille-rt-" + user)->inode();
   // Past the free plan's 256 MiB: the kernel kills it. (Podman reports no
   // "oom" event on this machine's cgroups v1, so the reason is the exit code.)
-  h.probe(rt_port, "/_standin/alloc?mb=400");
+  h.probe_runtime(user, "/_standin/alloc?mb=400");
   auto readies = [&] {
     return std::stoi(h.tdb.scalar("SELECT count(*) FROM events WHERE kind = 'ready' AND user_id = '" + user + "'"));
   };
   ASSERT_TRUE(h.pump_until([&] { return readies() == 2 && m.state_of(user) == State::running; }, 60s))
       << h.events_of(user);
   EXPECT_THAT(h.events_of(user), HasSubstr("\"reason\": \"the runtime exited with code 137 (killed: out of memory"));
-  EXPECT_EQ(h.probe(rt_port, "/mrp/v1/capabilities").status, 200u);
+  // A new namespace, and the gateway follows it: the same port in the editor answers.
+  EXPECT_NE(h.netns("feuille-rt-" + user)->inode(), before);
+  EXPECT_EQ(h.probe_editor(user, rt_port, "/mrp/v1/capabilities").status, 200u);
 }
 
-TEST(Workspaces, ABusyRuntimePortIsSkipped) {
+TEST(Workspaces, PortsTakenOnTheHostChangeNothing) {
+  // Ports live in the workspace's own namespaces: whatever listens on the
+  // host at them neither blocks a start nor receives the workspace's traffic.
   Harness h;
   auto& m = h.open();
   auto user = h.add_user("kim");
@@ -475,13 +525,15 @@ TEST(Workspaces, ABusyRuntimePortIsSkipped) {
   ASSERT_TRUE(h.wait_state(user, State::running));
   auto port = static_cast<std::uint16_t>(std::stoi(h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + user + "'")));
   h.run([&]() { return m.stop(user, Duration{20000}); });
-  Listener squatter(port);  // something else takes the workspace's port while it is stopped
+  Listener squatter(port);  // something takes the workspace's port on the host while it is stopped
   ASSERT_TRUE(squatter.ok);
   h.start(user);
   ASSERT_TRUE(h.wait_state(user, State::running)) << h.events_of(user);
-  auto now = std::stoi(h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + user + "'"));
-  EXPECT_NE(now, port);
-  EXPECT_EQ(h.probe(static_cast<std::uint16_t>(now), "/mrp/v1/capabilities").status, 200u);
+  EXPECT_EQ(std::stoi(h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + user + "'")), port);
+  auto ed_port = m.editor(user)->port;
+  EXPECT_EQ(h.probe_editor(user, port, "/mrp/v1/capabilities").status, 200u);
+  Listener editor_squatter(ed_port);  // and the editor's port, while it runs
+  EXPECT_EQ(h.probe_editor(user, ed_port, "/health").status, 200u);
 }
 
 TEST(Workspaces, ReconcileAdoptsRemovesAndFixes) {
@@ -511,6 +563,33 @@ TEST(Workspaces, ReconcileAdoptsRemovesAndFixes) {
   const std::string stranger = "feuille-rt-stranger-" + h.instance.substr(0, 8);
   make(stranger, "another-deployment");
   podman.remove("feuille-ed-" + broken);
+  // A running workspace from before isolation: its editor on the host
+  // network, its runtime published on the host's loopback, its records.
+  auto old = h.add_user("olga");
+  fs::create_directories(h.config.data_dir + "/" + old);
+  std::ofstream(h.config.data_dir + "/" + old + "/notes.md") << "kept";
+  const int old_rt = 45000 + std::rand() % 1000, old_ed = 25000 + std::rand() % 1000;
+  h.tdb.query("INSERT INTO workspaces (user_id, state, host, runtime_port) VALUES ('" + old + "', 'running', 'local', " +
+             std::to_string(old_rt) + ")");
+  h.tdb.query("INSERT INTO runtimes (user_id, kind, name, host, port, token, state) VALUES ('" + old +
+             "', 'editor', 'feuille-ed-" + old + "', 'local', " + std::to_string(old_ed) + ", 'tok', 'running'), ('" +
+             old + "', 'runtime', 'feuille-rt-" + old + "', 'local', " + std::to_string(old_rt) + ", NULL, 'running')");
+  auto legacy_labels = [&](const char* role, int port) {
+    return nlohmann::json{{"io.feuille.instance", h.instance}, {"io.feuille.user", old}, {"io.feuille.role", role},
+                          {"io.feuille.port", std::to_string(port)}};
+  };
+  podman.create({{"name", "feuille-rt-" + old},
+                 {"image", image},
+                 {"command", {"/feuille-standin", "runtime", "--port", "8888"}},
+                 {"labels", legacy_labels("runtime", old_rt)},
+                 {"portmappings", {{{"host_ip", "127.0.0.1"}, {"host_port", old_rt}, {"container_port", 8888}}}}});
+  podman.create({{"name", "feuille-ed-" + old},
+                 {"image", image},
+                 {"command", {"/feuille-standin", "editor", "--port", std::to_string(old_ed), "--token", "tok"}},
+                 {"labels", legacy_labels("editor", old_ed)},
+                 {"netns", {{"nsmode", "host"}}}});
+  for (const char* prefix : {"feuille-rt-", "feuille-ed-"})
+    podman.start(prefix + old);
 
   auto& m2 = h.open();
   // Adopted as it was: same containers, port and token; nothing duplicated.
@@ -519,13 +598,27 @@ TEST(Workspaces, ReconcileAdoptsRemovesAndFixes) {
   EXPECT_EQ(m2.editor(kept)->token, kept_target.token);
   EXPECT_EQ((*podman.inspect("feuille-ed-" + kept))["Id"], kept_ids.first);
   EXPECT_EQ((*podman.inspect("feuille-rt-" + kept))["Id"], kept_ids.second);
-  EXPECT_EQ(h.containers_of(kept).size(), 2u);
-  EXPECT_EQ(h.probe(kept_target.port, "/health").status, 200u);
+  EXPECT_EQ(h.containers_of(kept).size(), 3u);
+  EXPECT_EQ(h.probe_editor(kept, kept_target.port, "/health").status, 200u);
+  // The gateway is bound again in the adopted editor's namespace.
+  const auto kept_rt_port =
+      static_cast<std::uint16_t>(std::stoi(h.tdb.scalar("SELECT runtime_port FROM workspaces WHERE user_id = '" + kept + "'")));
+  EXPECT_EQ(h.probe_editor(kept, kept_rt_port, "/mrp/v1/capabilities").status, 200u);
   // The one that lost its editor: failed with the reason, its runtime removed, rows fixed.
   EXPECT_EQ(m2.state_of(broken), State::failed);
   EXPECT_EQ(m2.editor(broken)->reason, "its editor container was gone when feuilled started");
   EXPECT_TRUE(h.containers_of(broken).empty());
   EXPECT_EQ(h.tdb.scalar("SELECT count(*) FROM runtimes WHERE user_id = '" + broken + "'"), "0");
+  // From before isolation: removed, never adopted; stopped with the reason,
+  // the user's files kept, and the next start is isolated.
+  EXPECT_TRUE(h.containers_of(old).empty());
+  EXPECT_EQ(m2.state_of(old), State::stopped);
+  EXPECT_THAT(m2.editor(old)->reason, HasSubstr("made before tenant isolation"));
+  EXPECT_EQ(h.tdb.scalar("SELECT count(*) FROM runtimes WHERE user_id = '" + old + "'"), "0");
+  EXPECT_TRUE(fs::exists(h.config.data_dir + "/" + old + "/notes.md"));
+  h.start(old);
+  ASSERT_TRUE(h.wait_state(old, State::running)) << h.events_of(old);
+  EXPECT_EQ((*podman.inspect("feuille-rt-" + old))["HostConfig"]["NetworkMode"], "slirp4netns");
   // Ours and unclaimed: removed. Another deployment's: untouched.
   EXPECT_FALSE(podman.inspect("feuille-rt-" + idle));
   EXPECT_TRUE(podman.inspect(stranger));

@@ -19,6 +19,9 @@ Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string>
   if (!has("--listen")) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
   // Workspaces (and /readyz) need a Podman host: the fixture's.
   if (!has("--compute-host") && !has("--dev")) argv.insert(argv.end(), {"--compute-host", compute_host_arg()});
+  // Tenant egress from the fixture's address (its rules are the same plan,
+  // so each daemon's install at start changes nothing).
+  if (!has("--egress-address") && !has("--dev")) argv.insert(argv.end(), {"--egress-address", test_egress_address()});
   argv.insert(argv.end(), args.begin(), args.end());
   process_ = std::make_unique<Process>(argv, env);
   port_ = wait_for_port(*process_, std::chrono::seconds(60));

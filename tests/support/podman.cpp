@@ -23,8 +23,10 @@ std::string read_line(const std::string& file, const char* what) {
 std::string podman_url() { return read_line("podman-url", "podman service"); }
 std::string standin_image() { return read_line("standin-image", "stand-in image"); }
 
+std::string test_egress_address() { return "198.18.0.2"; }
+
 std::string compute_host_arg(const std::string& url) {
-  return "name=local,url=" + (url.empty() ? podman_url() : url) + ",address=127.0.0.1";
+  return "name=local,url=" + (url.empty() ? podman_url() : url);
 }
 
 std::vector<std::string> standin_args() {
@@ -55,6 +57,10 @@ std::string TestPodman::create(const nlohmann::json& spec) {
   return run([&]() { return client_.create_container(spec); });
 }
 
+void TestPodman::start(const std::string& name) {
+  run([&]() { return client_.start_container(name); });
+}
+
 void TestPodman::kill(const std::string& name) {
   run([&]() { return client_.kill_container(name, "KILL"); });
 }
@@ -63,8 +69,20 @@ bool TestPodman::remove(const std::string& name) {
   return run([&]() { return client_.remove_container(name, true, 0); });
 }
 
+bool TestPodman::remove_pod(const std::string& name) {
+  return run([&]() { return client_.remove_pod(name); });
+}
+
 int TestPodman::remove_instance(const std::string& instance) {
   int n = 0;
+  const std::string netns_prefix(compute::kNetnsPrefix);
+  auto all = list({std::string(compute::kLabelInstance) + "=" + instance});
+  // Pods first (their infra containers can only go with them), then the rest.
+  for (const auto& c : all) {
+    std::string name = c["Names"][0].get<std::string>();
+    if (name.rfind(netns_prefix, 0) == 0)
+      n += remove_pod(std::string(compute::kPodPrefix) + name.substr(netns_prefix.size())) ? 1 : 0;
+  }
   for (const auto& c : list({std::string(compute::kLabelInstance) + "=" + instance}))
     n += remove(c.value("Id", "")) ? 1 : 0;
   return n;

@@ -16,6 +16,10 @@ std::string podman_url();     // unix:///...
 std::string standin_image();  // localhost/feuille-standin:...
 // --compute-host value for the fixture's Podman (or `url`).
 std::string compute_host_arg(const std::string& url = "");
+// The egress address of the tests (the fixture installed its rules; see
+// feuille_test_env). Not the default 198.18.0.1, so that a `feuilled --dev`
+// on the same machine keeps its own table.
+std::string test_egress_address();
 // feuilled arguments that run workspaces on the stand-in image.
 std::vector<std::string> standin_args();
 
@@ -27,9 +31,11 @@ class TestPodman {
   nlohmann::json list(const std::vector<std::string>& labels);
   std::optional<nlohmann::json> inspect(const std::string& name);
   std::string create(const nlohmann::json& spec);  // returns the id
+  void start(const std::string& name);
   void kill(const std::string& name);
   bool remove(const std::string& name);
-  // Removes every container of a feuilled instance (io.feuille.instance).
+  bool remove_pod(const std::string& name);
+  // Removes every container (and editor pod) of a feuilled instance (io.feuille.instance).
   int remove_instance(const std::string& instance);
 
  private:

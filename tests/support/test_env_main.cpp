@@ -4,7 +4,8 @@
 //   feuille_test_env postgres-start DIR   writes DIR/database-url
 //   feuille_test_env postgres-stop DIR
 //   feuille_test_env podman-start DIR CONTAINERS_CONF [STANDIN_BINARY]
-//       writes DIR/podman-url (and DIR/standin-image: the stand-in image, imported)
+//       writes DIR/podman-url (and DIR/standin-image: the stand-in image, imported),
+//       and installs the tests' tenant egress rules (support/podman.hpp)
 //   feuille_test_env podman-stop DIR
 #include <cstdio>
 #include <cstdlib>
@@ -17,10 +18,12 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "compute/egress.hpp"
 #include "compute/podman_client.hpp"
 #include "compute/standin_image.hpp"
 #include "dev/embedded_postgres.hpp"
 #include "dev/podman_service.hpp"
+#include "support/podman.hpp"
 
 namespace {
 
@@ -65,6 +68,10 @@ int main(int argc, char** argv) {
       feuille::dev::PodmanService podman(dir + "/podman", "runc", /*tie_to_parent=*/false);
       podman.start();
       std::ofstream(dir + "/podman-url") << podman.url() << "\n";
+      feuille::Config egress;
+      egress.egress_address = feuille::test::test_egress_address();
+      feuille::compute::install_egress(feuille::compute::egress_plan(egress));
+      std::printf("tenant egress rules installed for %s\n", egress.egress_address.c_str());
       std::printf("podman ready: %s\n", podman.url().c_str());
       if (argc >= 5) {
         auto image = import_standin(podman.url(), argv[4]);

@@ -11,11 +11,13 @@
 #include <fstream>
 
 #include "compute/container_spec.hpp"
+#include "compute/egress.hpp"
 #include "compute/port_allocator.hpp"
 #include "compute/state.hpp"
 #include "compute/workspace_folder.hpp"
 #include "compute/workspace_manager.hpp"
 #include "support/process.hpp"
+#include "util/units.hpp"
 
 using namespace feuille::compute;
 using ::testing::ElementsAre;
@@ -37,49 +39,65 @@ TEST(Compute, CommandTemplatesSplitLikeAShellThenSubstitute) {
 namespace {
 Owner owner() { return Owner{"0b1e", "alice", "Alice A", "alice@example.org", "pro"}; }
 SpecBase base(const std::string& command) {
-  return SpecBase{"inst-1", "/data/users/0b1e", "runc", "mrmd-runtime:latest", command, "tok"};
+  return SpecBase{"inst-1", "/data/users/0b1e", "runc", "mrmd-runtime:latest", command, "tok", Isolation{"198.18.0.1"}};
 }
+const nlohmann::json kSlirp = {"allow_host_loopback=false", "enable_ipv6=false", "outbound_addr=198.18.0.1"};
 }  // namespace
 
 TEST(Compute, RuntimeSpec) {
-  auto s = runtime_spec(RuntimeParams{base("run --port {port} --token {token}"), owner(), "10.0.0.5", 41234, 512ull << 20, 1.0});
+  auto s = runtime_spec(RuntimeParams{base("run --port {port} --token {token}"), owner(), 41234, 512ull << 20, 1.0});
   EXPECT_EQ(s["name"], "feuille-rt-0b1e");
   EXPECT_EQ(s["image"], "mrmd-runtime:latest");
   EXPECT_EQ(s["command"], nlohmann::json({"run", "--port", "8888", "--token", "tok"}));
   EXPECT_EQ(s["labels"], nlohmann::json({{"io.feuille.user", "0b1e"},
                                          {"io.feuille.role", "runtime"},
                                          {"io.feuille.port", "41234"},
-                                         {"io.feuille.instance", "inst-1"}}));
-  EXPECT_EQ(s["portmappings"], nlohmann::json::parse(
-                                   R"([{"host_ip":"10.0.0.5","host_port":41234,"container_port":8888,"protocol":"tcp"}])"));
-  EXPECT_FALSE(s.contains("netns"));  // its own network, only the port published
+                                         {"io.feuille.instance", "inst-1"},
+                                         {"io.feuille.net", "isolated"}}));
+  // Its own namespace, outbound through slirp4netns from the egress address,
+  // and nothing published (portmappings publish even under slirp4netns).
+  EXPECT_EQ(s["netns"], nlohmann::json({{"nsmode", "slirp4netns"}}));
+  EXPECT_EQ(s["network_options"], nlohmann::json({{"slirp4netns", kSlirp}}));
+  EXPECT_FALSE(s.contains("portmappings"));
+  EXPECT_FALSE(s.contains("pod"));
+  EXPECT_EQ(s["cap_drop"], nlohmann::json({"ALL"}));
+  EXPECT_EQ(s["no_new_privileges"], true);
   EXPECT_EQ(s["resource_limits"]["memory"]["limit"], 512ull << 20);
   EXPECT_EQ(s["resource_limits"]["cpu"]["quota"], 100000);
   EXPECT_EQ(s["resource_limits"]["cpu"]["period"], 100000);
-  EXPECT_EQ(s["apparmor_profile"], "unconfined");
+  EXPECT_EQ(s["apparmor_profile"], "unconfined");  // CRIU
   EXPECT_EQ(s["oci_runtime"], "runc");
   EXPECT_EQ(s["mounts"], nlohmann::json::parse(
                              R"([{"destination":"/home/user","source":"/data/users/0b1e","type":"bind","options":["rbind"]}])"));
   EXPECT_EQ(s["restart_policy"], "no");
-  auto half = runtime_spec(RuntimeParams{base("run"), owner(), "127.0.0.1", 40000, 256ull << 20, 0.5});
+  auto half = runtime_spec(RuntimeParams{base("run"), owner(), 40000, 256ull << 20, 0.5});
   EXPECT_EQ(half["resource_limits"]["cpu"]["quota"], 50000);
+  // Without an egress address (egress-address = off): no outbound_addr.
+  auto b = base("run");
+  b.isolation.egress_address.clear();
+  EXPECT_EQ(runtime_spec(RuntimeParams{b, owner(), 40000, 256ull << 20, 0.5})["network_options"],
+            nlohmann::json({{"slirp4netns", {"allow_host_loopback=false", "enable_ipv6=false"}}}));
 }
 
-TEST(Compute, EditorSpec) {
+TEST(Compute, EditorSpecAndItsPod) {
   auto b = base("node cli.js --port {port} --token {token} --base {base_path}");
   b.image = "mrmd-editor:latest";
-  auto s = editor_spec(EditorParams{b, owner(), 23456, "10.0.0.5", 41234});
+  const EditorParams params{b, owner(), 23456, 41234};
+  auto s = editor_spec(params);
   EXPECT_EQ(s["name"], "feuille-ed-0b1e");
   EXPECT_EQ(s["command"], nlohmann::json({"node", "cli.js", "--port", "23456", "--token", "tok", "--base", "/u/0b1e/"}));
-  EXPECT_EQ(s["netns"], nlohmann::json({{"nsmode", "host"}}));
+  // Its namespace is its pod's, made first.
+  EXPECT_EQ(s["pod"], "feuille-pod-0b1e");
+  EXPECT_FALSE(s.contains("netns"));
   EXPECT_FALSE(s.contains("portmappings"));
   EXPECT_EQ(s["labels"]["io.feuille.role"], "editor");
   EXPECT_EQ(s["labels"]["io.feuille.port"], "23456");
+  EXPECT_EQ(s["labels"]["io.feuille.net"], "isolated");
   EXPECT_EQ(s["resource_limits"], nlohmann::json({{"memory", {{"limit", 512ull << 20}}}}));
   EXPECT_EQ(s["env"], nlohmann::json({{"CLOUD_MODE", "1"},
                                       {"PORT", "23456"},
                                       {"RUNTIME_PORT", "41234"},
-                                      {"RUNTIME_HOST", "10.0.0.5"},
+                                      {"RUNTIME_HOST", "127.0.0.1"},
                                       {"BASE_PATH", "/u/0b1e/"},
                                       {"HOME", "/home/user"},
                                       {"CLOUD_USER_ID", "0b1e"},
@@ -87,8 +105,21 @@ TEST(Compute, EditorSpec) {
                                       {"CLOUD_USER_USERNAME", "alice"},
                                       {"CLOUD_USER_EMAIL", "alice@example.org"},
                                       {"CLOUD_USER_PLAN", "pro"}}));
-  EXPECT_EQ(s["apparmor_profile"], "unconfined");
+  EXPECT_EQ(s["cap_drop"], nlohmann::json({"ALL"}));
+  EXPECT_EQ(s["no_new_privileges"], true);
+  // The host's default AppArmor profile: naming one fails where there is none.
+  EXPECT_FALSE(s.contains("apparmor_profile"));
   EXPECT_EQ(s["oci_runtime"], "runc");
+
+  auto pod = editor_pod_spec(params);
+  EXPECT_EQ(pod["name"], "feuille-pod-0b1e");
+  EXPECT_EQ(pod["infra_name"], "feuille-ns-0b1e");
+  EXPECT_EQ(pod["netns"], nlohmann::json({{"nsmode", "slirp4netns"}}));
+  EXPECT_EQ(pod["network_options"], nlohmann::json({{"slirp4netns", kSlirp}}));
+  EXPECT_EQ(pod["labels"]["io.feuille.role"], "netns");
+  EXPECT_EQ(pod["labels"]["io.feuille.user"], "0b1e");
+  EXPECT_EQ(pod["labels"]["io.feuille.instance"], "inst-1");
+  EXPECT_FALSE(pod.contains("portmappings"));
 }
 
 TEST(Compute, PortsAreHandedOutOnceWithinTheirRange) {
@@ -97,38 +128,16 @@ TEST(Compute, PortsAreHandedOutOnceWithinTheirRange) {
   std::set<std::uint16_t> got;
   a.mark_taken(30002);
   for (int i = 0; i < 4; ++i) {
-    auto p = a.allocate(r, nullptr);
+    auto p = a.allocate(r);
     ASSERT_TRUE(p);
     EXPECT_GE(*p, 30000);
     EXPECT_LE(*p, 30004);
     EXPECT_NE(*p, 30002);
     EXPECT_TRUE(got.insert(*p).second) << *p;
   }
-  EXPECT_FALSE(a.allocate(r, nullptr));  // used up
+  EXPECT_FALSE(a.allocate(r));  // used up
   a.release(30003);
-  EXPECT_EQ(a.allocate(r, nullptr), std::optional<std::uint16_t>(30003));
-  // Ports the host check refuses are skipped.
-  PortAllocator b;
-  auto p = b.allocate(r, [](std::uint16_t port) { return port == 30004; });
-  EXPECT_EQ(p, std::optional<std::uint16_t>(30004));
-  EXPECT_FALSE(b.allocate(r, [](std::uint16_t port) { return port == 30004; }));
-}
-
-TEST(Compute, BusyPortsOnThisMachineAreSeen) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(fd, 1), 0);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const auto port = ntohs(a.sin_port);
-  EXPECT_FALSE(port_free_on_host("127.0.0.1", port));
-  close(fd);
-  EXPECT_TRUE(port_free_on_host("127.0.0.1", port));
-  // An address this machine does not have (a remote host's): cannot tell here.
-  EXPECT_TRUE(port_free_on_host("192.0.2.1", port));
+  EXPECT_EQ(a.allocate(r), std::optional<std::uint16_t>(30003));
 }
 
 TEST(Compute, TheFirstRunFolderIsMadeOnceAndNeverOverwritten) {
@@ -157,6 +166,58 @@ TEST(Compute, TheFirstRunFolderIsMadeOnceAndNeverOverwritten) {
   // A file where the folder should be is an error naming it.
   std::ofstream(data + "/u2") << "x";
   EXPECT_THROW(ensure_workspace_folder(data, "u2", 1234, 2345), std::runtime_error);
+  // Symlinks are never followed: not for the user's folder, not below it.
+  fs::create_directory(dir.path() + "/elsewhere");
+  fs::create_directory_symlink(dir.path() + "/elsewhere", data + "/u3");
+  EXPECT_THROW(ensure_workspace_folder(data, "u3", 1234, 2345), std::runtime_error);
+  fs::create_directory(data + "/u4");
+  fs::create_directory_symlink(dir.path() + "/elsewhere", data + "/u4/Projects");
+  EXPECT_THROW(ensure_workspace_folder(data, "u4", 1234, 2345), std::runtime_error);
+  EXPECT_TRUE(fs::is_empty(dir.path() + "/elsewhere"));
+  if (geteuid() == 0) {
+    struct stat st {};
+    ASSERT_EQ(stat((dir.path() + "/elsewhere").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u);  // not given away through the link
+  }
+  EXPECT_THROW(ensure_workspace_folder(data, "../x", 1234, 2345), std::invalid_argument);
+}
+
+TEST(Compute, EgressRulesAreKeyedOnTheAddressAndReplacedAsAWhole) {
+  feuille::Config c;
+  c.egress_address = "198.18.0.7";
+  c.egress_allow = {*feuille::units::parse_cidr("10.20.0.0/16")};
+  feuille::test::TempDir dir;
+  std::ofstream(dir.path() + "/resolv.conf") << "# comment\nnameserver 10.0.0.2\nnameserver fd00::1\nsearch x\n";
+  auto plan = egress_plan(c, dir.path() + "/resolv.conf");
+  EXPECT_EQ(plan.resolvers, std::vector<std::string>{"10.0.0.2"});
+  EXPECT_EQ(egress_table("198.18.0.7"), "feuille_egress_198_18_0_7");
+  auto rules = egress_ruleset(plan);
+  // One transaction: declare, delete, recreate.
+  EXPECT_EQ(rules.find("table ip feuille_egress_198_18_0_7 {}\ndelete table ip feuille_egress_198_18_0_7\n"), 0u);
+  EXPECT_THAT(rules, ::testing::HasSubstr("comment \"feuilled tenant egress " + egress_fingerprint(plan) + "\""));
+  // The allow-list first, DNS to the resolvers only, then the host's own
+  // addresses and the blocked ranges, all keyed on the source address; and
+  // the way out masqueraded.
+  auto at = [&](const std::string& needle) {
+    auto p = rules.find(needle);
+    EXPECT_NE(p, std::string::npos) << needle << "\n" << rules;
+    return p;
+  };
+  auto allow = at("ip saddr 198.18.0.7 ip daddr { 10.20.0.0/16 } accept");
+  auto dns = at("ip saddr 198.18.0.7 ip daddr { 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept");
+  auto local = at("ip saddr 198.18.0.7 fib daddr type local");
+  auto blocked = at("169.254.0.0/16");
+  EXPECT_LT(allow, local);
+  EXPECT_LT(dns, local);
+  EXPECT_LT(local, blocked);
+  for (const char* range : {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"})
+    at(range);
+  at("ip saddr 198.18.0.7 oifname != \"lo\" masquerade");
+  // Another allow-list is another fingerprint (a check tells them apart).
+  auto other = plan;
+  other.allow.clear();
+  EXPECT_NE(egress_fingerprint(other), egress_fingerprint(plan));
+  EXPECT_EQ(egress_ruleset(other).find("10.20.0.0/16"), std::string::npos);
 }
 
 TEST(Compute, StateNamesRoundTrip) {

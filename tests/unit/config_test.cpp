@@ -52,8 +52,16 @@ TEST(Config, DefaultsMatchTheSpec) {
   ASSERT_EQ(c.compute_hosts.size(), 1u);
   EXPECT_EQ(c.compute_hosts[0].name, "local");
   EXPECT_EQ(c.compute_hosts[0].url, "unix:///run/podman/podman.sock");
-  EXPECT_EQ(c.compute_hosts[0].address, "127.0.0.1");
+  EXPECT_EQ(c.egress_address, "198.18.0.1");
+  EXPECT_TRUE(c.egress_allow.empty());
   EXPECT_FALSE(c.compute_hosts_given);
+  // Accepted from before isolation, without effect; off turns egress filtering off.
+  auto old = parse({"--database-url", kDb, "--compute-host", "name=a,url=unix:///s,address=127.0.0.1",
+                    "--egress-address", "off", "--egress-allow", "10.1.2.3, 192.168.7.0/24"});
+  EXPECT_EQ(old.config.compute_hosts[0].url, "unix:///s");
+  EXPECT_EQ(old.config.egress_address, "");
+  ASSERT_EQ(old.config.egress_allow.size(), 2u);
+  EXPECT_EQ(old.config.egress_allow[1].text, "192.168.7.0/24");
   EXPECT_EQ(c.oci_runtime, "runc");
   EXPECT_EQ(c.editor_image, "mrmd-editor:latest");
   EXPECT_EQ(c.runtime_image, "mrmd-runtime:latest");
@@ -116,7 +124,9 @@ data-dir = "/srv/feuille/users"
 snapshot-dir = "/srv/feuille/snapshots"
 workspace-uid = 1001
 workspace-gid = 1002
-compute-host = ["name=a,url=unix:///run/podman/podman.sock,address=127.0.0.1", "name=big,url=tcp://10.0.0.9:8888,address=10.0.0.9,memory=64G"]
+compute-host = ["name=a,url=unix:///run/podman/podman.sock,address=127.0.0.1", "name=big,url=unix:///run/big.sock,memory=64G"]
+egress-address = "198.18.5.5"
+egress-allow = ["10.9.0.0/16"]
 oci-runtime = "crun"
 editor-image = "registry.example.org/mrmd-editor:1.2"
 runtime-image = "mrmd-runtime@sha256:abc"
@@ -174,8 +184,11 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.workspace_gid, 1002u);
   ASSERT_EQ(c.compute_hosts.size(), 2u);
   EXPECT_TRUE(c.compute_hosts_given);
-  EXPECT_EQ(c.compute_hosts[1].url, "tcp://10.0.0.9:8888");
+  EXPECT_EQ(c.compute_hosts[1].url, "unix:///run/big.sock");
   EXPECT_EQ(c.compute_hosts[1].memory_bytes, 64ull << 30);
+  EXPECT_EQ(c.egress_address, "198.18.5.5");
+  ASSERT_EQ(c.egress_allow.size(), 1u);
+  EXPECT_EQ(c.egress_allow[0].text, "10.9.0.0/16");
   EXPECT_EQ(c.oci_runtime, "crun");
   EXPECT_EQ(c.runtime_image, "mrmd-runtime@sha256:abc");
   EXPECT_EQ(c.editor_health_path, "/healthz");
@@ -294,6 +307,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"workspace-uid", "root", "numeric"}, BadValue{"workspace-gid", "-1", "numeric"},
         BadValue{"compute-host", "name=a,url=http://x,address=127.0.0.1", "url"},
         BadValue{"compute-host", "name=a,url=unix:///s,address=host", "address"},
+        BadValue{"compute-host", "name=a,url=unix:///s,address=0.0.0.0", "refused"},
+        BadValue{"compute-host", "name=a,url=tcp://10.0.0.9:8888", "refused: a Podman API over plain TCP"},
+        BadValue{"egress-address", "10.0.0.300", "not an IPv4 address"},
+        BadValue{"egress-address", "fd00::1", "not an IPv4 address"},
+        BadValue{"egress-address", "127.0.0.9", "loopback"},
+        BadValue{"egress-allow", "10.0.0.0/40", "not an address"},
+        BadValue{"egress-allow", "fd00::/8", "IPv6"},
         BadValue{"compute-host", "name=A,url=unix:///s,address=127.0.0.1", "name"},
         BadValue{"compute-host", "name=a,url=unix:///s,address=127.0.0.1,memory=lots", "memory"},
         BadValue{"compute-host", "name=a,url=unix:///s,address=127.0.0.1,cpu=2", "unknown field"},

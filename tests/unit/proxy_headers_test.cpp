@@ -78,6 +78,14 @@ TEST(ProxyHeaders, UpgradeKeepsUpgradeAndChunkedIsDeclared) {
   EXPECT_EQ(out.find("chunked"), out.rfind("chunked"));
 }
 
+TEST(ProxyHeaders, UpgradesCarryTheEditorsTokenInTheQueryAndNoOther) {
+  EXPECT_EQ(upgrade_query("", "T"), "token=T");
+  EXPECT_EQ(upgrade_query("doc=a%20b&x", "T"), "doc=a%20b&x&token=T");
+  // A token the browser sent, under any spelling of the name, never reaches the editor.
+  EXPECT_EQ(upgrade_query("token=evil&a=1&%74oken=evil2&t%6Fken&b=2", "T"), "a=1&b=2&token=T");
+  EXPECT_EQ(upgrade_query("a=1&&tokens=3", "T"), "a=1&tokens=3&token=T");
+}
+
 TEST(ProxyHeaders, CookieWithOnlyTheSessionIsDropped) {
   EXPECT_FALSE(strip_session_cookie("feuille_session=x"));
   EXPECT_EQ(*strip_session_cookie("feuille_session=x;theme=dark"), "theme=dark");

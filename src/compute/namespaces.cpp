@@ -1,0 +1,64 @@
+// A workspace's network namespaces and its runtime gateway: feuilled opens
+// each container's namespace once (from one inspect: the list call carries no
+// SandboxKey), keeps it while the container runs, and keeps the gateway
+// listening in the editor's namespace, pointed at the runtime's.
+#include <spdlog/logger.h>
+
+#include <system_error>
+
+#include "compute/workspace_manager.hpp"
+
+namespace feuille::compute {
+
+namespace asio = boost::asio;
+
+NetnsPtr WorkspaceManager::netns_of(const nlohmann::json& inspect) {
+  std::string key;
+  int pid = 0;
+  if (inspect.contains("NetworkSettings") && inspect["NetworkSettings"].is_object())
+    key = inspect["NetworkSettings"].value("SandboxKey", "");
+  if (inspect.contains("State") && inspect["State"].is_object()) pid = inspect["State"].value("Pid", 0);
+  return Netns::open(netns_thread_, key, pid);
+}
+
+asio::awaitable<NetnsPtr> WorkspaceManager::enter(Host& host, std::string name, Duration timeout) {
+  auto info = co_await host.client->inspect_container(name, timeout);
+  if (!info) throw std::runtime_error("the container " + name + " is gone");
+  try {
+    co_return netns_of(*info);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("cannot enter the network namespace of " + name + ": " + e.what());
+  }
+}
+
+asio::awaitable<void> WorkspaceManager::attach_runtime(WorkspacePtr ws, Duration timeout) {
+  auto ns = co_await enter(runtime_host(*ws), ws->runtime->name, timeout);
+  if (!ws->runtime) throw std::runtime_error("the runtime went while its namespace was opened");
+  ws->runtime->netns = std::move(ns);
+}
+
+asio::awaitable<void> WorkspaceManager::attach_editor(WorkspacePtr ws, Duration timeout) {
+  // The namespace is the pod's: its infra container's.
+  auto ns = co_await enter(editor_host(), editor_netns_name(ws->user_id), timeout);
+  if (!ws->editor) throw std::runtime_error("the editor went while its namespace was opened");
+  ws->editor->netns = ns;
+  if (ws->gateway && ws->gateway->editor_ns()->inode() == ns->inode()) co_return;  // still listening there
+  close_gateway(*ws);
+  try {
+    ws->gateway = co_await RuntimeGateway::open(executor_, ns, ws->runtime_port, gateway_metrics_, log_,
+                                                ws->user_id, settings_.gateway);
+  } catch (const std::system_error& e) {
+    // EADDRINUSE included: nothing but the gateway may hold this port there.
+    throw std::runtime_error("the runtime gateway cannot listen on 127.0.0.1:" + std::to_string(ws->runtime_port) +
+                             " in the editor's namespace: " + e.code().message());
+  }
+  if (ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
+}
+
+void WorkspaceManager::close_gateway(Workspace& ws) {
+  if (!ws.gateway) return;
+  ws.gateway->close();
+  ws.gateway.reset();
+}
+
+}  // namespace feuille::compute

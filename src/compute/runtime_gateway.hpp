@@ -1,0 +1,101 @@
+#pragma once
+// The runtime gateway of one workspace: a listener feuilled keeps on
+// 127.0.0.1:RUNTIME_PORT inside the editor's network namespace, relaying each
+// connection byte for byte to the runtime's port inside the runtime's own
+// namespace (wherever the runtime runs now). The editor and the browser
+// (through the editor's /proxy/{port}/ route) find the runtime there for the
+// workspace's whole life. While there is no runtime to reach (stopped,
+// restarting, and later asleep or moving; or the one it points at refuses)
+// new connections are held, up to `hold` (30 s) in all, then closed.
+// docs/compute.md, "The runtime gateway".
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "compute/netns.hpp"
+#include "compute/notifier.hpp"
+#include "feuille/config.hpp"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+}  // namespace prometheus
+
+namespace spdlog {
+class logger;
+}
+
+namespace feuille::compute {
+
+// What every gateway counts (owned by the workspace manager, in /metrics).
+struct GatewayMetrics {
+  prometheus::Counter* to_runtime = nullptr;  // bytes
+  prometheus::Counter* to_editor = nullptr;   // bytes
+  prometheus::Counter* accepted = nullptr;    // connections
+  prometheus::Counter* refused = nullptr;     // closed without a runtime (hold ran out, runtime refused, cap)
+  prometheus::Gauge* open = nullptr;          // connections open now (held or relaying)
+};
+
+class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
+ public:
+  struct Options {
+    Duration hold{30'000};             // how long a connection waits for a runtime
+    Duration connect_timeout{5'000};   // to the runtime's port
+    std::size_t max_connections = 512;  // per workspace; past it new ones are closed at once
+    std::uint16_t runtime_port = 8888;  // inside the runtime's namespace
+  };
+
+  // Binds 127.0.0.1:port inside `editor_ns` and starts accepting. Throws
+  // (std::system_error EADDRINUSE when something in that namespace already
+  // holds the port: never a silent fallback).
+  static boost::asio::awaitable<std::shared_ptr<RuntimeGateway>> open(boost::asio::any_io_executor ex,
+                                                                      NetnsPtr editor_ns, std::uint16_t port,
+                                                                      GatewayMetrics& metrics,
+                                                                      std::shared_ptr<spdlog::logger> log,
+                                                                      std::string owner, Options options);
+  ~RuntimeGateway();
+
+  // Where the runtime is now (its namespace); held connections go there.
+  void set_runtime(NetnsPtr runtime_ns);
+  // The runtime is away: new connections wait for the next set_runtime().
+  // Connections already relayed stay until either end closes them.
+  void clear_runtime();
+  bool has_runtime() const { return runtime_ != nullptr; }
+  // Ends the listener and every connection (the editor is going).
+  void close();
+
+  std::uint16_t port() const { return port_; }
+  const NetnsPtr& editor_ns() const { return editor_ns_; }
+  std::size_t connections() const { return conns_.size(); }
+
+ private:
+  struct Conn;
+  RuntimeGateway(boost::asio::any_io_executor ex, NetnsPtr editor_ns, std::uint16_t port, GatewayMetrics& metrics,
+                 std::shared_ptr<spdlog::logger> log, std::string owner, Options options,
+                 boost::asio::ip::tcp::acceptor acceptor);
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> serve(std::shared_ptr<Conn> c);
+  boost::asio::awaitable<void> pump(std::shared_ptr<Conn> c, bool to_runtime);
+  void drop(Conn& c);
+
+  boost::asio::any_io_executor ex_;
+  NetnsPtr editor_ns_;
+  std::uint16_t port_;
+  GatewayMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string owner_;
+  Options options_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  NetnsPtr runtime_;
+  Notifier changed_;
+  std::unordered_set<Conn*> conns_;
+  bool closed_ = false;
+};
+
+}  // namespace feuille::compute
