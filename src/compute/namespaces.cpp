@@ -14,11 +14,9 @@ namespace asio = boost::asio;
 
 NetnsPtr WorkspaceManager::netns_of(const nlohmann::json& inspect) {
   std::string key;
-  int pid = 0;
   if (inspect.contains("NetworkSettings") && inspect["NetworkSettings"].is_object())
     key = inspect["NetworkSettings"].value("SandboxKey", "");
-  if (inspect.contains("State") && inspect["State"].is_object()) pid = inspect["State"].value("Pid", 0);
-  return Netns::open(netns_thread_, key, pid);
+  return Netns::open(netns_thread_, key);
 }
 
 asio::awaitable<NetnsPtr> WorkspaceManager::enter(Host& host, std::string name, Duration timeout) {

@@ -41,11 +41,13 @@ class NetnsThread {
 
 class Netns {
  public:
-  // Opens `sandbox_key` (a namespace file of nsfs). When `pid` > 0 the
-  // namespace must also be that process's (/proc/PID/ns/net): the container
-  // Podman described is the one whose namespace we hold. Throws
+  // Opens `sandbox_key` (a network namespace file of nsfs, the container's
+  // SandboxKey). No check against the container's /proc/PID/ns/net: reading
+  // another user's process's namespace links needs CAP_SYS_PTRACE, which
+  // feuilled does not get (deploy/feuilled.service); the path is Podman's
+  // own, and stays the container's however its PIDs are reused. Throws
   // std::runtime_error with the reason.
-  static std::shared_ptr<Netns> open(NetnsThread& thread, const std::string& sandbox_key, int pid);
+  static std::shared_ptr<Netns> open(NetnsThread& thread, const std::string& sandbox_key);
   ~Netns();
   Netns(const Netns&) = delete;
   Netns& operator=(const Netns&) = delete;

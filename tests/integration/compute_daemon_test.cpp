@@ -1,6 +1,7 @@
 // Compute as the real feuilled shows it: a readiness check per host, the
 // workspace metrics, `feuilled check` reaching every host, the workspace
-// routes behind a sign-in, and dev mode's stand-in images.
+// routes behind a sign-in, the egress rules `feuilled check` verifies, and
+// dev mode's stand-in images.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -8,15 +9,19 @@
 
 #include <thread>
 
+#include "compute/egress.hpp"
 #include "support/daemon.hpp"
 #include "support/podman.hpp"
+#include "util/child_process.hpp"
+#include "util/units.hpp"
 
+using namespace feuille;
 using namespace feuille::test;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
 namespace {
-const std::string kGoneHost = "name=gone,url=unix:///nonexistent/podman.sock,address=127.0.0.1";
+const std::string kGoneHost = "name=gone,url=unix:///nonexistent/podman.sock";
 }
 
 TEST(ComputeDaemon, ReadyzHasACheckPerHost) {
@@ -63,6 +68,38 @@ TEST(ComputeDaemon, CheckReachesEveryHost) {
   EXPECT_THAT(out, HasSubstr("(Podman 4.3.1)"));
   EXPECT_THAT(out, HasSubstr("FAIL host gone unix:///nonexistent/podman.sock: cannot connect"));
   EXPECT_THAT(out, HasSubstr("ok   database"));
+  EXPECT_THAT(out, HasSubstr("ok   namespaces (CAP_SYS_ADMIN"));
+}
+
+TEST(ComputeDaemon, CheckVerifiesTheEgressRules) {
+  TestDatabase db;
+  auto check = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{feuilled_path(), "check", "--database-url", db.url(), "--compute-host",
+                                  compute_host_arg()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    Process p(argv);
+    int status = p.wait(30s).value_or(-1);
+    return std::pair{status, p.stdout_text()};
+  };
+  // The fixture's rules: installed, and this configuration's.
+  auto [st, out] = check({"--egress-address", test_egress_address()});
+  EXPECT_EQ(st, 0) << out;
+  EXPECT_THAT(out, HasSubstr("ok   egress " + test_egress_address() + ": rules installed"));
+  // Rules of another allow-list under the same address: refused, with what to do.
+  Config other;
+  other.egress_address = "198.18.0.9";
+  other.egress_allow = {*units::parse_cidr("10.77.0.0/16")};
+  compute::install_egress(compute::egress_plan(other));
+  std::tie(st, out) = check({"--egress-address", "198.18.0.9"});
+  EXPECT_EQ(st, 1) << out;
+  EXPECT_THAT(out, HasSubstr("FAIL egress 198.18.0.9: the nftables table feuille_egress_198_18_0_9 holds other rules"));
+  std::tie(st, out) = check({"--egress-address", "198.18.0.9", "--egress-allow", "10.77.0.0/16"});
+  EXPECT_EQ(st, 0) << out;
+  run_command({"nft", "delete", "table", "ip", "feuille_egress_198_18_0_9"}, {}, 10s);
+  // Off: said plainly, not a failure.
+  std::tie(st, out) = check({"--egress-address", "off"});
+  EXPECT_EQ(st, 0) << out;
+  EXPECT_THAT(out, HasSubstr("warn egress: off"));
 }
 
 TEST(ComputeDaemon, WorkspaceRoutesNeedASignIn) {

@@ -181,14 +181,14 @@ class Harness {
     done.get_future().get();
   }
   void open(const TestNetns& editor, std::uint16_t port) {
-    editor_ns = Netns::open(thread, editor.path(), 0);
+    editor_ns = Netns::open(thread, editor.path());
     gateway = asio::co_spawn(ioc, RuntimeGateway::open(ioc.get_executor(), editor_ns, port, metrics, logger("compute"),
                                                        "test", options),
                              asio::use_future)
                   .get();
   }
   void point_at(const TestNetns& runtime) {
-    auto ns = Netns::open(thread, runtime.path(), 0);
+    auto ns = Netns::open(thread, runtime.path());
     on_loop([&] { gateway->set_runtime(ns); });
   }
   double value(prometheus::Counter* c) { return c->Value(); }
@@ -327,6 +327,12 @@ TEST(RuntimeGateway, CloseEndsTheListenerAndEveryConnection) {
   EXPECT_EQ(read_to_eof(c, 5s), std::optional<std::string>(""));
   ::close(c);
   EXPECT_EQ(connect_from(editor.path(), "127.0.0.1", kPort), "refused");
-  h.on_loop([&] { EXPECT_EQ(h.gateway->connections(), 0u); });
+  // The pumps end on the loop's next turns after close(): wait for them, bounded.
+  std::size_t left = 1;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       left != 0 && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(10ms))
+    h.on_loop([&] { left = h.gateway->connections(); });
+  EXPECT_EQ(left, 0u);
   EXPECT_EQ(h.metrics.open->Value(), 0);
 }

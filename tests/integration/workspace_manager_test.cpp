@@ -178,8 +178,7 @@ class Harness {
   NetnsPtr netns(const std::string& container) {
     auto info = TestPodman(podman_url_).inspect(container);
     if (!info) throw std::runtime_error(container + " is gone");
-    return Netns::open(netns_thread, (*info)["NetworkSettings"].value("SandboxKey", ""),
-                       (*info)["State"].value("Pid", 0));
+    return Netns::open(netns_thread, (*info)["NetworkSettings"].value("SandboxKey", ""));
   }
   // GET path on 127.0.0.1:port inside the container's namespace.
   ProbeResult probe(const std::string& container, std::uint16_t port, const std::string& path,

@@ -9,9 +9,11 @@
 
 namespace feuille::test {
 
-Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string> env) {
+Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string> env,
+               std::vector<std::string> prefix) {
   auto has = [&](const std::string& flag) { return std::find(args.begin(), args.end(), flag) != args.end(); };
-  std::vector<std::string> argv{feuilled_path()};
+  std::vector<std::string> argv = std::move(prefix);
+  argv.push_back(feuilled_path());
   if (!has("--database-url") && !has("--dev")) {
     db_ = std::make_unique<TestDatabase>();
     argv.insert(argv.end(), {"--database-url", db_->url()});

@@ -15,7 +15,9 @@ class Daemon {
  public:
   // Adds --database-url (a fresh database) and --listen 127.0.0.1:0 unless
   // the arguments give them. Fails the test (ADD_FAILURE) if it does not come up.
-  explicit Daemon(std::vector<std::string> args = {}, std::map<std::string, std::string> env = {});
+  // `prefix` runs it under another program (setpriv, say): prefix..., feuilled, args...
+  explicit Daemon(std::vector<std::string> args = {}, std::map<std::string, std::string> env = {},
+                  std::vector<std::string> prefix = {});
   ~Daemon();
 
   int port() const { return port_; }

@@ -14,14 +14,15 @@ namespace feuille::test {
 
 using namespace std::chrono_literals;
 
-WorkspaceDaemon::WorkspaceDaemon(std::vector<std::string> extra, std::string podman) : podman_(std::move(podman)) {
+WorkspaceDaemon::WorkspaceDaemon(std::vector<std::string> extra, std::string podman, std::vector<std::string> prefix)
+    : podman_(std::move(podman)) {
   chmod(data_.path().c_str(), 0755);
   auto args = standin_args();
   args.insert(args.end(), {"--dev-login", "--data-dir", data_.path() + "/users"});
   if (!podman_.empty()) args.insert(args.end(), {"--compute-host", compute_host_arg(podman_)});
   args.insert(args.end(), extra.begin(), extra.end());
   args_ = args;
-  daemon = std::make_unique<Daemon>(args);
+  daemon = std::make_unique<Daemon>(args, std::map<std::string, std::string>{}, std::move(prefix));
   instance = daemon->db().scalar("SELECT id::text FROM compute_instance");
 }
 

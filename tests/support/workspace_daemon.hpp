@@ -17,7 +17,9 @@ namespace feuille::test {
 
 class WorkspaceDaemon {
  public:
-  explicit WorkspaceDaemon(std::vector<std::string> extra = {}, std::string podman = "");
+  // `prefix`: as Daemon's (the daemon runs under it; another() does not).
+  explicit WorkspaceDaemon(std::vector<std::string> extra = {}, std::string podman = "",
+                           std::vector<std::string> prefix = {});
   ~WorkspaceDaemon();
   // feuilled again on the same database (after the first one died).
   std::unique_ptr<Daemon> another();
