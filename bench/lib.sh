@@ -49,33 +49,41 @@ bench_feuilled() {
   exit 1
 }
 
-# Starts nginx with the given http{} body on a free port; sets NGINX_PORT.
+# Starts nginx with the given http{} body on a free port; sets NGINX_PORT
+# and NGINX_WORKERS (their pids, comma-separated).
 # NGINX_CONNECTIONS: worker_connections (and the workers' descriptor limit).
+# NGINX_NETNS: a network namespace path to run it in (its 127.0.0.1 is that
+# namespace's); NGINX_DIR: its folder (default $BENCH_TMP/nginx).
 bench_nginx() {
-  local workers=$1 body=$2
-  NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir -p "$BENCH_TMP/nginx"
-  cat >"$BENCH_TMP/nginx/nginx.conf" <<CONF
+  local workers=$1 body=$2 dir=${NGINX_DIR:-$BENCH_TMP/nginx}
+  local in_ns=()
+  [ -n "${NGINX_NETNS:-}" ] && in_ns=(nsenter --net="$NGINX_NETNS")
+  NGINX_PORT=$("${in_ns[@]}" python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
 worker_processes $workers;
 worker_rlimit_nofile ${NGINX_CONNECTIONS:-4096};
 daemon off;
-pid $BENCH_TMP/nginx/nginx.pid;
-error_log $BENCH_TMP/nginx/error.log;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
 events { worker_connections ${NGINX_CONNECTIONS:-4096}; }
 http {
-  access_log $BENCH_TMP/nginx/access.log;
-  client_body_temp_path $BENCH_TMP/nginx/body;
-  proxy_temp_path $BENCH_TMP/nginx/proxy;
-  fastcgi_temp_path $BENCH_TMP/nginx/fastcgi;
-  uwsgi_temp_path $BENCH_TMP/nginx/uwsgi;
-  scgi_temp_path $BENCH_TMP/nginx/scgi;
+  access_log $dir/access.log;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
   $(printf '%s' "$body" | sed "s/@PORT@/$NGINX_PORT/g")
 }
 CONF
-  nginx -c "$BENCH_TMP/nginx/nginx.conf" &
+  "${in_ns[@]}" nginx -c "$dir/nginx.conf" &
   BENCH_PIDS+=($!)
   for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && return 0
+    if "${in_ns[@]}" curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/"; then
+      NGINX_WORKERS=$(pgrep -d, -f "nginx: worker process" -P "$(cat "$dir/nginx.pid")")
+      return 0
+    fi
     sleep 0.05
   done
   echo "nginx did not start" >&2
@@ -90,12 +98,14 @@ bench_cpu_ticks() {
 }
 
 # Runs wrk; prints "rps p99_ms cpu_us_per_req" (cpu of PIDS when given, comma-separated).
+# WRK_NETNS: a network namespace path to run wrk in.
 bench_wrk() {
   local url=$1 pid=${2:-} duration=${WRK_DURATION:-10s}
-  local before=0 after=0
+  local before=0 after=0 in_ns=()
+  [ -n "${WRK_NETNS:-}" ] && in_ns=(nsenter --net="$WRK_NETNS")
   [ -n "$pid" ] && before=$(bench_cpu_ticks "$pid")
   local out
-  out=$(wrk -t2 -c64 -d"$duration" --latency "$url" "${@:3}")
+  out=$("${in_ns[@]}" wrk -t2 -c64 -d"$duration" --latency "$url" "${@:3}")
   [ -n "$pid" ] && after=$(bench_cpu_ticks "$pid")
   local rps p99 reqs
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -149,23 +159,66 @@ bench_median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (
 # drifts by tens of percent within a minute: a 2 s warm-up of each, then
 # ROUNDS (default 5) alternating pairs of 5 s wrk runs (baseline first),
 # each pair printed, and the medians of the pairs' ratios (feuilled /
-# baseline) left in PAIR_RPS and PAIR_P99.
+# baseline) left in PAIR_RPS and PAIR_P99. BASE_NETNS: the namespace the
+# baseline's wrk runs in (where BASE_URL's 127.0.0.1 is).
 # Usage: bench_pairs BASE_URL BASE_PIDS URL PIDS [wrk arguments for URL...]
 bench_pairs() {
   local base=$1 base_pids=$2 url=$3 pids=$4
   shift 4
   local ratios=$BENCH_TMP/pair-ratios round b_rps b_p99 b_cpu f_rps f_p99 f_cpu r
-  WRK_DURATION=2s bench_wrk "$base" >/dev/null
-  WRK_DURATION=2s bench_wrk "$url" "" "$@" >/dev/null
+  WRK_NETNS=${BASE_NETNS:-} WRK_DURATION=2s bench_wrk "$base" >/dev/null
+  WRK_NETNS= WRK_DURATION=2s bench_wrk "$url" "" "$@" >/dev/null
   printf '%-6s %24s %24s %22s %10s\n' round "baseline req/s p99 ms" "feuilled req/s p99 ms" "CPU us/req (b / f)" "ratios"
   : >"$ratios"
   for round in $(seq 1 "${ROUNDS:-5}"); do
-    read -r b_rps b_p99 b_cpu <<<"$(WRK_DURATION=5s bench_wrk "$base" "$base_pids")"
-    read -r f_rps f_p99 f_cpu <<<"$(WRK_DURATION=5s bench_wrk "$url" "$pids" "$@")"
+    read -r b_rps b_p99 b_cpu <<<"$(WRK_NETNS=${BASE_NETNS:-} WRK_DURATION=5s bench_wrk "$base" "$base_pids")"
+    read -r f_rps f_p99 f_cpu <<<"$(WRK_NETNS= WRK_DURATION=5s bench_wrk "$url" "$pids" "$@")"
     r=$(awk -v a="$f_rps" -v b="$b_rps" -v c="$f_p99" -v e="$b_p99" 'BEGIN {printf "%.2f %.2f", a/b, c/e}')
     echo "$r" >>"$ratios"
     printf '%-6s %14s %9s %14s %9s %22s %10s\n' "$round" "$b_rps" "$b_p99" "$f_rps" "$f_p99" "$b_cpu / $f_cpu" "$r"
   done
   PAIR_RPS=$(awk '{print $1}' "$ratios" | bench_median)
   PAIR_P99=$(awk '{print $2}' "$ratios" | bench_median)
+}
+
+# Signs HANDLE in with dev login on the running feuilled and starts its
+# workspace; sets COOKIE, AUTH ("Cookie: ..."), USER_ID once it runs.
+bench_workspace() {
+  local handle=$1 f=http://127.0.0.1:$FEUILLED_PORT state=
+  COOKIE=$(curl -s -i -X POST -H "Origin: $f" -d "handle=$handle" "$f/auth/dev" |
+    sed -n 's/^[Ss]et-[Cc]ookie: feuille_session=\([^;]*\).*/\1/p' | tr -d '\r')
+  [ -n "$COOKIE" ] || { echo "dev login failed" >&2; exit 1; }
+  AUTH="Cookie: feuille_session=$COOKIE"
+  USER_ID=$(curl -s -H "$AUTH" "$f/api/me" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  bench_prepare_home "$USER_ID"
+  curl -s -o /dev/null -X POST -H "$AUTH" -H "Origin: $f" "$f/api/workspace/start"
+  for _ in $(seq 1 600); do
+    state=$(curl -s -H "$AUTH" "$f/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+    [ "$state" = running ] && return 0
+    sleep 0.1
+  done
+  echo "the workspace of $handle did not start ($state)" >&2
+  exit 1
+}
+# Called by bench_workspace before the start, with the user's id: a script
+# may put files into the user's folder (the default does nothing).
+bench_prepare_home() { :; }
+
+# A container's network namespace path (SandboxKey) on the bench's Podman.
+bench_sandbox_key() {
+  curl -s --unix-socket "${BENCH_PODMAN_URL#unix://}" "http://d/v4.0.0/libpod/containers/$1/json" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["NetworkSettings"]["SandboxKey"])'
+}
+
+# Removes every container and pod of the running feuilled's instance.
+bench_remove_workspaces() {
+  local sock=${BENCH_PODMAN_URL#unix://} instance filter
+  instance=$(psql -Atq "$BENCH_DB_URL" -c "SELECT id FROM compute_instance")
+  filter=$(python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(json.dumps({"label": ["io.feuille.instance=" + sys.argv[1]]})))' "$instance")
+  for kind in containers pods; do
+    for id in $(curl -s --unix-socket "$sock" "http://d/v4.0.0/libpod/$kind/json?all=true&filters=$filter" |
+      python3 -c 'import json,sys; print("\n".join(c["Id"] for c in json.load(sys.stdin) or []))'); do
+      curl -s -o /dev/null -X DELETE --unix-socket "$sock" "http://d/v4.0.0/libpod/$kind/$id?force=true"
+    done
+  done
 }

@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# The reverse proxy (issue 6) against nginx (proxy_pass, upstream keepalive,
-# 2 workers, proxy_buffering off: it streams, like feuilled) and direct, to the
-# same stand-in editor in a real workspace, same run:
-#  1. 1 KiB and 64 KiB responses: wrk -t2 -c64 (feuilled with the session
-#     cookie), ROUNDS (default 5) alternating pairs of 5 s runs: requests/s,
-#     p99, CPU per request of the proxy; median ratios of the pairs.
-#     Targets: >= 1.0x nginx requests/s, p99 <= 1.2x nginx's.
-#  2. WebSocket round trip, 1000 sequential 32-byte echoes: median <= 1.1x nginx's.
-#  3. N idle WebSockets (default 8000), measured first: (RSS with them - RSS before) / N <= 10 KiB.
+# The reverse proxy (issues 6 and 12) against nginx (proxy_pass, upstream
+# keepalive, 2 workers, proxy_buffering off: it streams, like feuilled) and
+# direct, to the same editor in a real workspace, same run. Every editor sits
+# in its own network namespace (issue 12): nginx runs inside the editor's
+# namespace (it can live in one only) and wrk for nginx and direct with it
+# (nsenter), while feuilled reaches in from the host; both paths are two
+# loopback hops. Two workspaces:
+#  - "http": its editor is bench/upstream.c (static, from the user's folder),
+#    a C server much faster than either proxy, so that the proxies are what
+#    is measured (the stand-in editor serves ~8k requests/s: it measured
+#    itself). 1 KiB and 64 KiB responses: wrk -t2 -c64 (feuilled with the
+#    session cookie), ROUNDS (default 5) alternating pairs of 5 s runs:
+#    requests/s, p99, CPU per request of the proxy; median ratios of the pairs.
+#    Targets: >= 1.0x nginx requests/s, p99 <= 1.2x nginx's; direct must be
+#    >= 2x the best proxy's requests/s, else the upstream is measured.
+#  - "ws": the stand-in editor (WebSocket echo). Round trip, 1000 sequential
+#    32-byte echoes: median <= 1.1x nginx's. N idle WebSockets (default 8000),
+#    measured first: (RSS with them - RSS before) / N <= 10 KiB.
 # Usage: [ROUNDS=5] bench/proxy.sh [IDLE_WEBSOCKETS]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -17,58 +26,62 @@ WSBENCH=$BENCH_ROOT/build/feuille_wsbench
 bench_postgres
 bench_podman
 mkdir -p "$BENCH_TMP/users"
+gcc -static -O2 -o "$BENCH_TMP/upstream" "$BENCH_ROOT/bench/upstream.c"
 bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL,address=127.0.0.1" --dev-login \
-  --data-dir "$BENCH_TMP/users" --proxy-max-per-user 20000 \
+  --data-dir "$BENCH_TMP/users" --proxy-max-per-user 20000 --log-level warn \
   --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
-  --editor-command "/feuille-standin editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
+  --editor-command "/home/user/.bench/editor editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
   --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities"
 F=http://127.0.0.1:$FEUILLED_PORT
-ORIGIN="Origin: $F"
-INSTANCE=$(psql -Atq "$BENCH_DB_URL" -c "SELECT id FROM compute_instance")
-remove_containers() {
-  for name in $(curl -s --unix-socket "${BENCH_PODMAN_URL#unix://}" \
-    "http://d/v4.0.0/libpod/containers/json?all=true&filters=%7B%22label%22%3A%5B%22io.feuille.instance%3D$INSTANCE%22%5D%7D" |
-    python3 -c 'import json,sys; print("\n".join(c["Names"][0] for c in json.load(sys.stdin)))'); do
-    curl -s -o /dev/null -X DELETE --unix-socket "${BENCH_PODMAN_URL#unix://}" \
-      "http://d/v4.0.0/libpod/containers/$name?force=true"
-  done
+trap 'bench_remove_workspaces || true; bench_cleanup' EXIT
+
+EDITOR_PROGRAM=
+bench_prepare_home() {
+  install -D -m 0755 "$EDITOR_PROGRAM" "$BENCH_TMP/users/$1/.bench/editor"
 }
-trap 'remove_containers || true; bench_cleanup' EXIT
+# The workspace of HANDLE with EDITOR_PROGRAM as its editor; sets
+# <PREFIX>_USER, _AUTH, _COOKIE, _PORT, _TOKEN, _NS.
+workspace() {
+  local prefix=$1 handle=$2
+  EDITOR_PROGRAM=$3
+  bench_workspace "$handle"
+  local port token
+  read -r port token < <(psql -Atq -F ' ' "$BENCH_DB_URL" \
+    -c "SELECT port, token FROM runtimes WHERE kind = 'editor' AND user_id = '$USER_ID'")
+  printf -v "${prefix}_USER" %s "$USER_ID"
+  printf -v "${prefix}_AUTH" %s "$AUTH"
+  printf -v "${prefix}_COOKIE" %s "$COOKIE"
+  printf -v "${prefix}_PORT" %s "$port"
+  printf -v "${prefix}_TOKEN" %s "$token"
+  printf -v "${prefix}_NS" %s "$(bench_sandbox_key "feuille-ed-$USER_ID")"
+}
+workspace HTTP http "$BENCH_TMP/upstream"
+workspace WS ws "$BENCH_ROOT/build/feuille-standin"
 
-COOKIE=$(curl -s -i -X POST -H "$ORIGIN" -d handle=bench "$F/auth/dev" |
-  sed -n 's/^[Ss]et-[Cc]ookie: feuille_session=\([^;]*\).*/\1/p' | tr -d '\r')
-[ -n "$COOKIE" ] || { echo "dev login failed" >&2; exit 1; }
-AUTH="Cookie: feuille_session=$COOKIE"
-USER_ID=$(curl -s -H "$AUTH" "$F/api/me" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-curl -s -o /dev/null -X POST -H "$AUTH" -H "$ORIGIN" "$F/api/workspace/start"
-for _ in $(seq 1 600); do
-  state=$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
-  [ "$state" = running ] && break
-  sleep 0.1
-done
-[ "$state" = running ] || { echo "the workspace did not start ($state)" >&2; exit 1; }
-read -r EDITOR_PORT TOKEN < <(psql -Atq -F ' ' "$BENCH_DB_URL" -c "SELECT port, token FROM runtimes WHERE kind = 'editor'")
-
-# 2 workers x (client + upstream) for the idle WebSockets.
-NGINX_CONNECTIONS=20000 bench_nginx 2 "upstream editor { server 127.0.0.1:$EDITOR_PORT; keepalive 64; }
+nginx_for() {  # port token -> the http{} body of a proxy to that editor
+  echo "upstream editor { server 127.0.0.1:$1; keepalive 64; }
   map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
   server { listen 127.0.0.1:@PORT@;
     location / { proxy_pass http://editor; proxy_http_version 1.1; proxy_buffering off;
       proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header X-Token $TOKEN; proxy_read_timeout 1h; } }"
-NGINX_WORKERS=$(pgrep -d, -f "nginx: worker process" -P "$(cat "$BENCH_TMP/nginx/nginx.pid")")
-N=http://127.0.0.1:$NGINX_PORT
-D=http://127.0.0.1:$EDITOR_PORT
+      proxy_set_header X-Token $2; proxy_read_timeout 1h; } }"
+}
+NGINX_NETNS=$HTTP_NS NGINX_DIR=$BENCH_TMP/nginx-http bench_nginx 2 "$(nginx_for "$HTTP_PORT" "$HTTP_TOKEN")"
+HTTP_NGINX_PORT=$NGINX_PORT HTTP_NGINX_WORKERS=$NGINX_WORKERS
+# 2 workers x (client + upstream) for the idle WebSockets.
+NGINX_CONNECTIONS=20000 NGINX_NETNS=$WS_NS NGINX_DIR=$BENCH_TMP/nginx-ws bench_nginx 2 "$(nginx_for "$WS_PORT" "$WS_TOKEN")"
+WS_NGINX_PORT=$NGINX_PORT WS_NGINX_WORKERS=$NGINX_WORKERS
 
 # Idle WebSockets first: on fresh heaps, so RSS growth is what the tunnels take.
 echo "== $IDLE idle WebSockets =="
-idle() {  # port path cookie pids -> KiB per WebSocket
-  local port=$1 path=$2 cookie=$3 pids=$4
+idle() {  # netns port path cookie pids -> KiB per WebSocket
+  local in_ns=() port=$2 path=$3 cookie=$4 pids=$5
+  [ -n "$1" ] && in_ns=(nsenter --net="$1")
   sleep 1
   local before after
   before=$(bench_rss_kib "$pids")
   mkfifo "$BENCH_TMP/hold"
-  "$WSBENCH" idle "$port" "$path" "$IDLE" "$cookie" <"$BENCH_TMP/hold" >"$BENCH_TMP/idle.out" &
+  "${in_ns[@]}" "$WSBENCH" idle "$port" "$path" "$IDLE" "$cookie" <"$BENCH_TMP/hold" >"$BENCH_TMP/idle.out" &
   local holder=$!
   exec 9>"$BENCH_TMP/hold"
   for _ in $(seq 1 1200); do
@@ -84,24 +97,28 @@ idle() {  # port path cookie pids -> KiB per WebSocket
   rm -f "$BENCH_TMP/hold"
   awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}'
 }
-ni=$(idle "$NGINX_PORT" /ws "" "$NGINX_WORKERS")
-fi=$(idle "$FEUILLED_PORT" "/u/$USER_ID/ws" "feuille_session=$COOKIE" "$FEUILLED_PID")
+# mrmd-server reads a WebSocket's token from the query only: nginx's client gives it.
+ni=$(idle "$WS_NS" "$WS_NGINX_PORT" "/ws?token=$WS_TOKEN" "" "$WS_NGINX_WORKERS")
+fi=$(idle "" "$FEUILLED_PORT" "/u/$WS_USER/ws" "feuille_session=$WS_COOKIE" "$FEUILLED_PID")
 echo "nginx:    $ni KiB per idle WebSocket"
 echo "feuilled: $fi KiB per idle WebSocket (target <= 10)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 # HTTP: alternating pairs (bench_pairs in lib.sh), nginx as the baseline.
 for size in 1024 65536; do
-  read -r d_rps d_p99 _ <<<"$(WRK_DURATION=5s bench_wrk "$D/_bytes?size=$size&token=$TOKEN")"
-  echo "== $size B responses (direct: $d_rps requests/s, p99 $d_p99 ms; baseline: nginx) =="
-  bench_pairs "$N/_bytes?size=$size" "$NGINX_WORKERS" "$F/u/$USER_ID/_bytes?size=$size" "$FEUILLED_PID" -H "$AUTH"
+  read -r d_rps d_p99 _ <<<"$(WRK_NETNS=$HTTP_NS WRK_DURATION=5s bench_wrk "http://127.0.0.1:$HTTP_PORT/_bytes?size=$size")"
+  echo "== $size B responses (direct, in the editor's namespace: $d_rps requests/s, p99 $d_p99 ms; baseline: nginx) =="
+  BASE_NETNS=$HTTP_NS bench_pairs "http://127.0.0.1:$HTTP_NGINX_PORT/_bytes?size=$size" "$HTTP_NGINX_WORKERS" \
+    "$F/u/$HTTP_USER/_bytes?size=$size" "$FEUILLED_PID" -H "$HTTP_AUTH"
   echo "ratio $size B (median of ${ROUNDS:-5} pairs): requests/s ${PAIR_RPS}x nginx (target >= 1.0)," \
     "p99 ${PAIR_P99}x nginx (target <= 1.2)"
+  read -r d2_rps _ <<<"$(WRK_NETNS=$HTTP_NS WRK_DURATION=5s bench_wrk "http://127.0.0.1:$HTTP_PORT/_bytes?size=$size")"
+  echo "direct again: $d2_rps requests/s (must be >= 2x the best proxy's)"
 done
 
 echo "== WebSocket round trip, 1000 sequential 32-byte echoes =="
-wd=$("$WSBENCH" rtt "$EDITOR_PORT" "/ws?token=$TOKEN" 1000)
-wn=$("$WSBENCH" rtt "$NGINX_PORT" /ws 1000)
-wf=$("$WSBENCH" rtt "$FEUILLED_PORT" "/u/$USER_ID/ws" 1000 "feuille_session=$COOKIE")
+wd=$(nsenter --net="$WS_NS" "$WSBENCH" rtt "$WS_PORT" "/ws?token=$WS_TOKEN" 1000)
+wn=$(nsenter --net="$WS_NS" "$WSBENCH" rtt "$WS_NGINX_PORT" "/ws?token=$WS_TOKEN" 1000)
+wf=$("$WSBENCH" rtt "$FEUILLED_PORT" "/u/$WS_USER/ws" 1000 "feuille_session=$WS_COOKIE")
 echo "direct:   $wd"
 echo "nginx:    $wn"
 echo "feuilled: $wf"

@@ -3,13 +3,16 @@
 
 cold:  time from POST /api/workspace/start to feuilled's `ready` event (both
        health checks passed), for a new user each round, against the floor:
-       the same two containers (same spec, same image) created and started
-       directly through the Podman API and polled the same way (50 ms, then
+       the same two containers (same spec, same image, the same network mode:
+       each in its own slirp4netns namespace, the editor in a pod whose infra
+       container holds it) created and started directly through the Podman
+       API and polled the same way, inside their namespaces (50 ms, then
        200 ms after 3 s, as feuilled does). Rounds alternate floor / feuilled.
 fifty: 50 new users press start at once (retrying on 429 after Retry-After);
        wall time until all are running, and feuilled's peak RSS (VmHWM).
 """
 import argparse
+import ctypes
 import http.client
 import json
 import os
@@ -63,6 +66,33 @@ class Podman:
         return j
 
 
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def in_netns(ns_path, fn):
+    """Runs fn on a thread of its own inside the network namespace at ns_path."""
+    out = {}
+
+    def run():
+        fd = os.open(ns_path, os.O_RDONLY)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns " + ns_path)
+            out["value"] = fn()
+        except BaseException as e:  # noqa: B902 - handed to the caller
+            out["error"] = e
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def healthy(port, path, token=None):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -83,50 +113,47 @@ def wait_healthy(port, path, token=None, limit=60):
         time.sleep(0.05 if elapsed < 3 else 0.2)
 
 
-def free_port(lo, hi):
-    while True:
-        p = lo + secrets.randbelow(hi - lo)
-        s = socket.socket()
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            pass
-        finally:
-            s.close()
+def sandbox_key(podman, name):
+    return podman.ok("GET", f"/containers/{name}/json")["NetworkSettings"]["SandboxKey"]
 
 
-def floor_round(podman, image, data_dir, n):
-    """The two containers exactly as feuilled makes them (docs/compute.md)."""
+def floor_round(podman, image, data_dir, egress, n):
+    """The two containers exactly as feuilled makes them (docs/compute.md),
+    without what feuilled adds: its records, the gateway."""
     user = f"floor-{os.getpid()}-{n}"
     home = os.path.join(data_dir, user)
-    rt_port, ed_port, token = free_port(40000, 59999), free_port(20000, 39999), secrets.token_hex(32)
+    rt_port, ed_port, token = 40000 + n, 20000 + n, secrets.token_hex(32)
     labels = {"io.feuille.bench": "floor"}
-    common = {"image": image, "labels": labels, "apparmor_profile": "unconfined", "oci_runtime": "runc",
-              "restart_policy": "no", "stop_timeout": 5, "work_dir": "/home/user",
+    slirp = {"slirp4netns": ["allow_host_loopback=false", "enable_ipv6=false"] +
+             ([f"outbound_addr={egress}"] if egress else [])}
+    common = {"image": image, "labels": labels, "oci_runtime": "runc", "cap_drop": ["ALL"],
+              "no_new_privileges": True, "restart_policy": "no", "stop_timeout": 5, "work_dir": "/home/user",
               "mounts": [{"destination": "/home/user", "source": home, "type": "bind", "options": ["rbind"]}]}
     t0 = time.monotonic()
     os.makedirs(os.path.join(home, "Projects", "Scratch"), exist_ok=True)
-    rt = dict(common, name=f"feuille-bench-rt-{user}",
+    rt = dict(common, name=f"feuille-bench-rt-{user}", apparmor_profile="unconfined",
               command=["/feuille-standin", "runtime", "--port", "8888", "--host", "0.0.0.0"],
-              env={"HOME": "/home/user", "CLOUD_MODE": "1"},
-              portmappings=[{"host_ip": "127.0.0.1", "host_port": rt_port, "container_port": 8888, "protocol": "tcp"}],
+              env={"HOME": "/home/user", "CLOUD_MODE": "1"}, netns={"nsmode": "slirp4netns"}, network_options=slirp,
               resource_limits={"memory": {"limit": 256 << 20}, "cpu": {"period": 100000, "quota": 50000}})
     podman.ok("POST", "/containers/create", rt)
     podman.ok("POST", f"/containers/{rt['name']}/start")
-    wait_healthy(rt_port, "/mrp/v1/capabilities")
-    ed = dict(common, name=f"feuille-bench-ed-{user}",
+    in_netns(sandbox_key(podman, rt["name"]), lambda: wait_healthy(8888, "/mrp/v1/capabilities"))
+    pod = {"name": f"feuille-bench-pod-{user}", "infra_name": f"feuille-bench-ns-{user}", "labels": labels,
+           "netns": {"nsmode": "slirp4netns"}, "network_options": slirp}
+    podman.ok("POST", "/pods/create", pod)
+    podman.ok("POST", f"/pods/{pod['name']}/start")
+    ed = dict(common, name=f"feuille-bench-ed-{user}", pod=pod["name"],
               command=["/feuille-standin", "editor", "--port", str(ed_port), "--host", "127.0.0.1", "--token", token],
               env={"HOME": "/home/user", "CLOUD_MODE": "1", "PORT": str(ed_port), "RUNTIME_PORT": str(rt_port),
                    "RUNTIME_HOST": "127.0.0.1", "BASE_PATH": f"/u/{user}/"},
-              netns={"nsmode": "host"}, resource_limits={"memory": {"limit": 512 << 20}})
+              resource_limits={"memory": {"limit": 512 << 20}})
     podman.ok("POST", "/containers/create", ed)
     podman.ok("POST", f"/containers/{ed['name']}/start")
-    wait_healthy(ed_port, "/health", token)
+    in_netns(sandbox_key(podman, ed["name"]), lambda: wait_healthy(ed_port, "/health", token))
     elapsed = time.monotonic() - t0
     for name in (ed["name"], rt["name"]):
         podman.call("DELETE", f"/containers/{name}?force=true&timeout=0")
+    podman.call("DELETE", f"/pods/{pod['name']}?force=true")
     return elapsed
 
 
@@ -199,7 +226,7 @@ def cold(args):
     f = Feuilled(args.port)
     floor, ours = [], []
     for n in range(args.rounds):
-        floor.append(floor_round(podman, args.image, args.data_dir, n))
+        floor.append(floor_round(podman, args.image, args.data_dir, args.egress, n))
         cookie = f.login(f"cold{n}", n)
         ours.append(f.start_and_follow(cookie))
         f.stop(cookie)
@@ -289,12 +316,14 @@ def fifty(args):
 
 
 def cleanup(args):
-    """Removes every container of the feuilled instance and of the floor."""
+    """Removes every container and pod of the feuilled instance and of the floor."""
     podman = Podman(args.podman)
     for label in (f"io.feuille.instance={args.instance}", "io.feuille.bench=floor"):
         q = urllib.parse.quote(json.dumps({"label": [label]}))
         for c in podman.ok("GET", f"/containers/json?all=true&filters={q}") or []:
             podman.call("DELETE", f"/containers/{c['Id']}?force=true&timeout=0")
+        for p in podman.ok("GET", f"/pods/json?filters={q}") or []:
+            podman.call("DELETE", f"/pods/{p['Id']}?force=true")
 
 
 def main():
@@ -306,6 +335,7 @@ def main():
     p.add_argument("--image")
     p.add_argument("--data-dir")
     p.add_argument("--instance")
+    p.add_argument("--egress", default="", help="feuilled's egress-address, for the floor's slirp4netns")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--users", type=int, default=50)
     args = p.parse_args()
