@@ -1,6 +1,5 @@
 #include "compute/egress.hpp"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +10,7 @@
 
 #include "util/child_process.hpp"
 #include "util/units.hpp"
+#include "util/digest.hpp"
 
 namespace feuille::compute {
 
@@ -48,16 +48,6 @@ std::string rules_body(const EgressPlan& p) {
     << "    ip saddr " << a << " oifname != \"lo\" masquerade\n"
     << "  }\n";
   return r.str();
-}
-
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return out;
 }
 
 std::string one_line(std::string s) {
@@ -146,7 +136,7 @@ std::string egress_table(const std::string& address) {
   return name;
 }
 
-std::string egress_fingerprint(const EgressPlan& plan) { return sha256_hex(rules_body(plan)).substr(0, 16); }
+std::string egress_fingerprint(const EgressPlan& plan) { return util::sha256_hex(rules_body(plan), 16); }
 
 std::string egress_ruleset(const EgressPlan& plan) {
   const std::string table = "table ip " + egress_table(plan.address);

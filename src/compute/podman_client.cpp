@@ -3,8 +3,6 @@
 #include "http/url.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/generic/stream_protocol.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -22,7 +20,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bh = beast::http;
 using Clock = std::chrono::steady_clock;
-using Protocol = asio::generic::stream_protocol;
+using Protocol = asio::local::stream_protocol;
 using Stream = beast::basic_stream<Protocol, asio::any_io_executor>;
 
 namespace {
@@ -67,25 +65,16 @@ struct Connection {
 
 struct PodmanClient::Impl : std::enable_shared_from_this<Impl> {
   Impl(asio::any_io_executor ex, std::string u, Options o) : executor(ex), url(std::move(u)), options(std::move(o)) {
-    if (url.rfind("unix://", 0) == 0) {
-      socket_path = url.substr(7);
-    } else if (url.rfind("tcp://", 0) == 0) {
-      auto hp = url.substr(6);
-      auto colon = hp.rfind(':');
-      if (colon == std::string::npos) throw std::invalid_argument("compute host url needs a port: " + url);
-      tcp_host = hp.substr(0, colon);
-      if (tcp_host.size() > 2 && tcp_host.front() == '[') tcp_host = tcp_host.substr(1, tcp_host.size() - 2);
-      tcp_port = hp.substr(colon + 1);
-    } else {
-      throw std::invalid_argument("compute host url must be unix:// or tcp://: " + url);
-    }
+    // Plain TCP is refused (docs/security.md): a Podman API there is root
+    // on that host for anyone who reaches it.
+    if (url.rfind("unix://", 0) != 0) throw std::invalid_argument("compute host url must be unix:///path: " + url);
+    socket_path = url.substr(7);
   }
 
   asio::any_io_executor executor;
   std::string url;
   Options options;
-  std::string socket_path;        // unix
-  std::string tcp_host, tcp_port;  // tcp
+  std::string socket_path;
   std::deque<std::unique_ptr<Connection>> idle;
   std::size_t opened = 0;
 
@@ -98,31 +87,9 @@ struct PodmanClient::Impl : std::enable_shared_from_this<Impl> {
     ++opened;
     auto c = std::make_unique<Connection>(executor);
     c->stream.expires_after(options.connect_timeout);
-    if (!socket_path.empty()) {
-      Protocol::endpoint ep{asio::local::stream_protocol::endpoint(socket_path)};
-      auto [ec] = co_await c->stream.async_connect(ep, tuple_awaitable);
-      if (ec) throw unreachable("cannot connect to " + url, ec);
-    } else {
-      asio::ip::tcp::resolver resolver(executor);
-      auto [rec, results] = co_await resolver.async_resolve(tcp_host, tcp_port, tuple_awaitable);
-      if (rec) throw unreachable("cannot resolve " + url, rec);
-      beast::error_code last = asio::error::host_not_found;
-      bool connected = false;
-      for (const auto& r : results) {
-        Protocol::endpoint ep{r.endpoint()};
-        auto [ec] = co_await c->stream.async_connect(ep, tuple_awaitable);
-        if (!ec) {
-          connected = true;
-          break;
-        }
-        last = ec;
-        beast::error_code ignored;
-        c->stream.socket().close(ignored);
-      }
-      if (!connected) throw unreachable("cannot connect to " + url, last);
-      beast::error_code ignored;
-      c->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
-    }
+    Protocol::endpoint ep(socket_path);
+    auto [ec] = co_await c->stream.async_connect(ep, tuple_awaitable);
+    if (ec) throw unreachable("cannot connect to " + url, ec);
     co_return c;
   }
 

@@ -1,6 +1,6 @@
 #pragma once
 // A client of one Podman host's libpod REST API (/v4.0.0/libpod/...), over a
-// unix socket (unix:///run/podman/podman.sock) or TCP (tcp://host:port).
+// unix socket (unix:///run/podman/podman.sock; plain TCP is refused).
 // HTTP/1.1 with a small pool of keep-alive connections; every call has a
 // deadline; request bodies can be streamed (chunked) and response bodies
 // read as they arrive (the event stream, checkpoint archives). Errors carry
@@ -50,7 +50,8 @@ class PodmanClient {
     Duration timeout{30'000};   // default deadline of one call
     Duration idle_keep{20'000};  // an idle connection older than this is not reused
   };
-  // `url` is unix:///path or tcp://host:port (validated by the config).
+  // `url` is unix:///path (validated by the config; anything else throws
+  // std::invalid_argument).
   PodmanClient(boost::asio::any_io_executor executor, std::string url, Options options);
   ~PodmanClient();
   PodmanClient(const PodmanClient&) = delete;

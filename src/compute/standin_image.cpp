@@ -1,6 +1,5 @@
 #include "compute/standin_image.hpp"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <boost/asio/buffer.hpp>
@@ -15,6 +14,7 @@
 
 #include "compute/podman_client.hpp"
 #include "util/offload.hpp"
+#include "util/digest.hpp"
 
 namespace feuille::compute {
 
@@ -24,16 +24,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kInside = "feuille-standin";
-
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return out;
-}
 
 // A zero-padded octal number filling width - 1 characters, then NUL.
 void octal(char* field, std::size_t width, unsigned long long value) {
@@ -74,7 +64,7 @@ asio::awaitable<StandinImage> ensure_standin_image(PodmanClient& client, asio::t
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   });
   StandinImage out;
-  out.reference = "localhost/feuille-standin:" + sha256_hex(binary).substr(0, 12);
+  out.reference = "localhost/feuille-standin:" + util::sha256_hex(binary, 12);
   if (co_await client.image_exists(out.reference)) co_return out;
 
   auto tar = std::make_shared<std::string>();

@@ -1,7 +1,7 @@
 #include "dev/embedded_postgres.hpp"
+#include "util/digest.hpp"
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,15 +17,7 @@ namespace fs = std::filesystem;
 namespace feuille::dev {
 namespace {
 
-std::string short_hash(const std::string& s) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < 8; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return out;
-}
+std::string short_hash(const std::string& s) { return util::sha256_hex(s, 16); }
 
 void make_owned_dir(const std::string& path, const std::optional<RunAs>& owner) {
   fs::create_directories(path);

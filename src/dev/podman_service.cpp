@@ -1,6 +1,6 @@
 #include "dev/podman_service.hpp"
+#include "util/digest.hpp"
 
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -22,13 +22,7 @@ namespace {
 std::string socket_for(const std::string& dir) {
   std::string path = dir + "/podman.sock";
   if (path.size() <= 107) return path;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(dir.data(), dir.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string h;
-  for (unsigned i = 0; i < 8; ++i) h += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return "/tmp/feuille-podman-" + h + ".sock";
+  return "/tmp/feuille-podman-" + util::sha256_hex(dir, 16) + ".sock";
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include "http/static_assets.hpp"
 
-#include <openssl/evp.h>
 
 #include <stdexcept>
 
 #include "util/embedded.hpp"
+#include "util/digest.hpp"
 
 namespace feuille::http {
 namespace {
@@ -22,18 +22,6 @@ std::string content_type_for(std::string_view name) {
   return "application/octet-stream";
 }
 
-std::string sha256_hex(std::string_view data, std::size_t chars) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len && out.size() < chars; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -45,7 +33,7 @@ const StaticAssets& StaticAssets::instance() {
 StaticAssets::StaticAssets() {
   for (const auto& f : embedded::static_assets()) {
     if (f.name.empty()) continue;
-    std::string hash = sha256_hex(f.data, 12);
+    std::string hash = util::sha256_hex(f.data, 12);
     std::string name(f.name);
     auto dot = name.rfind('.');
     std::string hashed = dot == std::string::npos || name.find('/', dot) != std::string::npos

@@ -44,18 +44,6 @@ struct Client {
   std::unique_ptr<PodmanClient> client;
 };
 
-std::uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 std::string unique_name(const char* what) {
   return std::string("feuille-test-") + what + "-" + std::to_string(getpid()) + "-" +
          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
@@ -138,29 +126,6 @@ TEST(PodmanClient, DeadlinesAndUnreachableHosts) {
   }
   c.run([&]() { return c.client->ping(); });
   EXPECT_TRUE(c.run([&]() { return c.client->remove_container(name, true); }));
-}
-
-TEST(PodmanClient, OverTcpToo) {
-  auto port = free_port();
-  Process service({"/usr/bin/podman", "system", "service", "--time=0", "tcp://127.0.0.1:" + std::to_string(port)},
-                  {{"CONTAINERS_CONF", std::string(FEUILLE_SOURCE_DIR) + "/tests/containers.conf"}});
-  Client c("tcp://127.0.0.1:" + std::to_string(port));
-  bool up = false;
-  for (int i = 0; i < 100 && !up; ++i) {
-    try {
-      c.run([&]() { return c.client->ping(); });
-      up = true;
-    } catch (const PodmanError&) {
-      std::this_thread::sleep_for(100ms);
-    }
-  }
-  ASSERT_TRUE(up) << service.stderr_text();
-  EXPECT_EQ(c.run([&]() { return c.client->version(); }), "4.3.1");
-  EXPECT_TRUE(c.run([&]() { return c.client->image_exists(standin_image()); }));
-  EXPECT_FALSE(c.run([&]() { return c.client->image_exists("localhost/no-such-image:1"); }));
-  auto list = c.run([&]() { return c.client->list_containers({"io.feuille.instance=none-such"}); });
-  EXPECT_TRUE(list.is_array());
-  EXPECT_TRUE(list.empty());
 }
 
 TEST(PodmanClient, TheEventStreamIsReadAsItArrives) {
