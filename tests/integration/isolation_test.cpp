@@ -89,10 +89,18 @@ struct Lan {
       sh({"ip", "-n", kName, "link", "set", "feuille-lan0", "up"});
       sh({"ip", "-n", kName, "link", "set", "lo", "up"});
       sh({"ip", "-n", kName, "route", "add", "default", "via", kHostSide});
-      for (const char* a : {kMetadata, kInternet}) sh({"ip", "route", "add", std::string(a) + "/32", "via", kAddress});
+      for (const char* a : {kMetadata, kInternet}) {
+        // A machine may route the metadata address already (a cloud VM's
+        // DHCP does): ours replaces it for the test's life, then it is back.
+        std::istringstream had(sh({"ip", "route", "show", "exact", std::string(a) + "/32"}));
+        for (std::string line; std::getline(had, line);)
+          if (!line.empty()) saved_routes.push_back(line);
+        sh({"ip", "route", "replace", std::string(a) + "/32", "via", kAddress});
+      }
       listener = std::make_unique<Listener>(std::string("/run/netns/") + kName, 80);
     } catch (...) {
       remove(kName, kHostIf);
+      restore_routes();
       ::close(lock);
       throw;
     }
@@ -100,7 +108,16 @@ struct Lan {
   ~Lan() {
     listener.reset();
     remove(kName, kHostIf);
+    restore_routes();
     ::close(lock);  // releases the lock
+  }
+  void restore_routes() {
+    for (const auto& line : saved_routes) {
+      std::vector<std::string> argv{"ip", "route", "add"};
+      std::istringstream words(line);
+      for (std::string w; words >> w;) argv.push_back(w);
+      run_command(argv, {}, 10s);
+    }
   }
   static void remove(const char* ns, const char* host_if) {
     run_command({"ip", "link", "delete", host_if}, {}, 10s);  // its routes go with it
@@ -114,6 +131,7 @@ struct Lan {
   static constexpr const char* kInternet = "203.0.113.77";
   int lock;
   std::unique_ptr<Listener> listener;
+  std::vector<std::string> saved_routes;  // the machine's own routes for our /32s
 };
 
 // This machine's own IPv4 addresses beyond loopback.
