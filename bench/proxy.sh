@@ -30,7 +30,7 @@ bench_podman
 mkdir -p "$BENCH_TMP/users"
 gcc -static -O2 -o "$BENCH_TMP/upstream" "$BENCH_ROOT/bench/upstream.c"
 bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL,address=127.0.0.1" --dev-login \
-  --data-dir "$BENCH_TMP/users" --proxy-max-per-user 20000 --log-level warn \
+  --data-dir "$BENCH_TMP/users" --proxy-max-per-user 20000 \
   --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
   --editor-command "/home/user/.bench/editor editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
   --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities"
