@@ -9,8 +9,8 @@
 #include <stdexcept>
 
 #include "util/child_process.hpp"
-#include "util/units.hpp"
 #include "util/digest.hpp"
+#include "util/units.hpp"
 
 namespace feuille::compute {
 

@@ -22,11 +22,19 @@ NetnsPtr WorkspaceManager::netns_of(const nlohmann::json& inspect) {
 asio::awaitable<NetnsPtr> WorkspaceManager::enter(Host& host, std::string name, Duration timeout) {
   auto info = co_await host.client->inspect_container(name, timeout);
   if (!info) throw std::runtime_error("the container " + name + " is gone");
+  NetnsPtr ns;
+  std::string failed;
   try {
-    co_return netns_of(*info);
+    ns = netns_of(*info);
+    // Entered once now, so that a namespace feuilled cannot enter (setns
+    // refused: no CAP_SYS_ADMIN) fails here, for every caller, rather than
+    // as health probes that never answer.
+    co_await ns->socket(executor_);
   } catch (const std::runtime_error& e) {
-    throw std::runtime_error("cannot enter the network namespace of " + name + ": " + e.what());
+    failed = e.what();
   }
+  if (!failed.empty()) throw std::runtime_error("cannot enter the network namespace of " + name + ": " + failed);
+  co_return ns;
 }
 
 asio::awaitable<void> WorkspaceManager::attach_runtime(WorkspacePtr ws, Duration timeout) {

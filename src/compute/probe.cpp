@@ -29,7 +29,6 @@ asio::awaitable<ProbeResult> probe_http(asio::any_io_executor ex, NetnsPtr netns
     opened.emplace(std::move(socket));
   } catch (const std::exception& e) {
     out.error = e.what();
-    out.unenterable = true;
     co_return out;
   }
   beast::tcp_stream& stream = *opened;

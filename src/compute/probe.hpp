@@ -17,7 +17,6 @@ namespace feuille::compute {
 struct ProbeResult {
   unsigned status = 0;  // 0 = no HTTP answer
   std::string error;    // why, when status is 0
-  bool unenterable = false;  // no socket could be made in the namespace (setns refused): not transient
   bool healthy() const { return status >= 200 && status < 300; }
 };
 

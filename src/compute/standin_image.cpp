@@ -13,8 +13,8 @@
 #include <stdexcept>
 
 #include "compute/podman_client.hpp"
-#include "util/offload.hpp"
 #include "util/digest.hpp"
+#include "util/offload.hpp"
 
 namespace feuille::compute {
 

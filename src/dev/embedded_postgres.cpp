@@ -1,5 +1,4 @@
 #include "dev/embedded_postgres.hpp"
-#include "util/digest.hpp"
 
 #include <libpq-fe.h>
 #include <signal.h>
@@ -11,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "util/digest.hpp"
 
 namespace fs = std::filesystem;
 

@@ -1,5 +1,4 @@
 #include "dev/podman_service.hpp"
-#include "util/digest.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -13,6 +12,8 @@
 #include <fstream>
 #include <stdexcept>
 #include <thread>
+
+#include "util/digest.hpp"
 
 namespace fs = std::filesystem;
 

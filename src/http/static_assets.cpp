@@ -1,10 +1,9 @@
 #include "http/static_assets.hpp"
 
-
 #include <stdexcept>
 
-#include "util/embedded.hpp"
 #include "util/digest.hpp"
+#include "util/embedded.hpp"
 
 namespace feuille::http {
 namespace {
@@ -21,7 +20,6 @@ std::string content_type_for(std::string_view name) {
   if (ext == "txt") return "text/plain; charset=utf-8";
   return "application/octet-stream";
 }
-
 
 }  // namespace
 
