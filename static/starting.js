@@ -12,7 +12,8 @@
     "waking": "Waking your workspace…",
     "ready": "Ready."
   };
-  var events = new EventSource("/api/workspace/events");
+  // On a workspace's own origin the page names that origin's event stream.
+  var events = new EventSource(status.getAttribute("data-events") || "/api/workspace/events");
   function onStep(name, data) {
     if (name === "ready") {
       events.close();

@@ -19,6 +19,7 @@ struct Endpoint {
   std::uint16_t port = 0;
   bool is_loopback() const;
   std::string text() const;  // host:port with brackets for IPv6
+  bool operator==(const Endpoint&) const = default;
 };
 
 // An address range ("10.0.0.0/8", "::1/128", a bare address = one host).
@@ -27,6 +28,7 @@ struct Cidr {
   int prefix = 128;                      // in IPv6 bits
   bool contains(const std::array<std::uint8_t, 16>& addr) const;
   std::string text;                      // as written
+  bool operator==(const Cidr&) const = default;
 };
 
 // One Podman host that feuilled drives (`compute-host`).
@@ -34,6 +36,7 @@ struct ComputeHost {
   std::string name;
   std::string url;  // unix:///path (ssh:// comes with remote hosts)
   std::uint64_t memory_bytes = 0;  // 0 = not stated
+  bool operator==(const ComputeHost&) const = default;
 };
 
 // A plan's resource limits (`plan`).
@@ -42,6 +45,7 @@ struct Plan {
   std::uint64_t memory_bytes = 0;
   double cpus = 0;
   Duration idle_timeout{0};  // 0 = never sleeps
+  bool operator==(const Plan&) const = default;
 };
 
 enum class Signup { open, closed };
@@ -55,6 +59,11 @@ struct Config {
   std::vector<Cidr> trusted_proxies;
   std::vector<Cidr> metrics_allow;
   std::string public_url;  // empty = first bound address (filled in at start)
+  // Template of each workspace's origin ("https://{id}.ws.example.com");
+  // "{port}" stands for the first bound port until the listeners are bound.
+  // Empty = workspaces are served on public-url (and invites are refused).
+  std::string workspace_origin;
+  Duration workspace_ticket_lifetime{60'000};  // how long a ticket onto a workspace origin lasts (at most 60 s)
   Duration shutdown_grace{10'000};
   Duration header_timeout{10'000};
   Duration keepalive_timeout{75'000};
@@ -116,6 +125,7 @@ struct Config {
   std::vector<Plan> plans;
 
   const Plan* find_plan(const std::string& name) const;
+  bool operator==(const Config&) const = default;  // every field (the reload test compares whole configurations)
 };
 
 }  // namespace feuille

@@ -53,16 +53,9 @@ class Application {
 
   int run() {
     raise_descriptor_limit();
-    http::ServerOptions options;
-    options.header_timeout = config_.header_timeout;
-    options.keepalive_timeout = config_.keepalive_timeout;
-    options.trusted_proxies = config_.trusted_proxies;
-    http::add_core_routes(router_, health_, metrics_, config_.metrics_allow);
-    health_.add("database", [this]() { return db_.check(); });
-    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, health_, metrics_, db_};
-    wire_modules(ctx);
-
-    server_ = std::make_unique<http::Server>(ioc_, options, router_, metrics_);
+    // Bound first: public-url and workspace-origin may name the bound port,
+    // and modules read them as they are wired.
+    server_ = std::make_unique<http::Server>(ioc_, options_for_server(), router_, metrics_);
     std::vector<Endpoint> bound;
     try {
       bound = server_->bind(config_.listen);
@@ -71,6 +64,16 @@ class Application {
       return 1;
     }
     if (config_.public_url.empty()) config_.public_url = "http://" + bound.front().text();
+    if (auto at = config_.workspace_origin.find("{port}"); at != std::string::npos)
+      config_.workspace_origin.replace(at, 6, std::to_string(bound.front().port));
+    if (!config_.workspace_origin.empty()) workspace_origin_.emplace(config_.workspace_origin);
+
+    http::add_core_routes(router_, health_, metrics_, config_.metrics_allow);
+    http::add_static_routes(workspace_router_);  // the starting and error pages' CSS and JS
+    health_.add("database", [this]() { return db_.check(); });
+    ModuleContext ctx{ioc_.get_executor(), pool_, config_, router_, workspace_router_,
+                      workspace_origin_ ? &*workspace_origin_ : nullptr, health_, metrics_, db_};
+    wire_modules(ctx);
 
     spawn(ioc_, startup(bound), log_, "startup");
     ioc_.run();
@@ -108,6 +111,19 @@ class Application {
     log_->info("feuilled {} ready; public URL {}", FEUILLE_VERSION, config_.public_url);
     sd_send("READY=1");
     if (auto period = watchdog_period()) spawn(ioc_, watchdog_loop(*period), log_, "watchdog");
+  }
+
+  http::ServerOptions options_for_server() {
+    http::ServerOptions options;
+    options.header_timeout = config_.header_timeout;
+    options.keepalive_timeout = config_.keepalive_timeout;
+    options.trusted_proxies = config_.trusted_proxies;
+    options.workspace_router = &workspace_router_;
+    options.workspace_of_host = [this](std::string_view host) -> std::optional<std::string> {
+      if (!workspace_origin_) return std::nullopt;
+      return workspace_origin_->id_of_host(host);
+    };
+    return options;
   }
 
   // Every module, in start order (stopped in reverse). Each registers its
@@ -177,17 +193,7 @@ class Application {
     }
     for (const auto& key : changed_restart_keys(invocation_, next))
       log_->warn("reload: {} changed; it takes effect at the next restart", key);
-    const Config& n = next.config;
-    config_.log_level = n.log_level;
-    config_.start_concurrency = n.start_concurrency;
-    config_.signup = n.signup;
-    config_.admins = n.admins;
-    config_.monitor_interval = n.monitor_interval;
-    config_.idle_timeout = n.idle_timeout;
-    config_.idle_cpu_percent = n.idle_cpu_percent;
-    config_.preprovision_percent = n.preprovision_percent;
-    config_.migrate_percent = n.migrate_percent;
-    config_.plans = n.plans;
+    apply_reloadable(next, config_);
     set_log_level(config_.log_level);
     for (auto& m : modules_) m->reloaded();
     // Later reloads compare against what is applied now.
@@ -259,6 +265,8 @@ class Application {
   http::Metrics metrics_;
   http::Health health_;
   http::Router router_;
+  http::Router workspace_router_;
+  std::optional<auth::WorkspaceOrigin> workspace_origin_;
   db::Database db_;
   std::vector<std::unique_ptr<Module>> modules_;
   std::unique_ptr<http::Server> server_;

@@ -9,6 +9,7 @@
 #include <map>
 #include <regex>
 
+#include "auth/workspace_origin.hpp"
 #include "util/units.hpp"
 
 namespace feuille::app {
@@ -299,6 +300,31 @@ std::vector<Key> build_table() {
           if (!std::regex_match(trimmed, re))
             fail(key, show(s) + " must be an origin like https://feuille.example.org (no path)");
           c.public_url = trimmed;
+        };
+      });
+  add("workspace-origin", Kind::value, "",
+      "origin each workspace is served on, {id} = the owner's id (e.g. https://{id}.ws.example.com; {port} = the first "
+      "bound port; --dev: http://{id}.ws.localhost:{port})",
+      false, [](B b) -> Apply {
+        return [key = b.key](Config& c, const Values& v) {
+          const auto& s = single(key, v);
+          std::string probe = s;
+          if (auto at = probe.find("{port}"); at != std::string::npos) probe.replace(at, 6, "1");
+          try {
+            auth::WorkspaceOrigin check(probe);
+          } catch (const std::invalid_argument& e) {
+            fail(key, show(s) + " " + e.what());
+          }
+          c.workspace_origin = s;
+        };
+      });
+  add("workspace-ticket-lifetime", Kind::value, "60s",
+      "how long the single-use ticket onto a workspace origin lasts (1s to 60s)", false, [](B b) -> Apply {
+        return [key = b.key](Config& c, const Values& v) {
+          const auto& s = single(key, v);
+          auto d = units::parse_duration(s);
+          if (!d || d->count() < 1000 || d->count() > 60'000) fail(key, show(s) + " is not a duration from 1s to 60s");
+          c.workspace_ticket_lifetime = *d;
         };
       });
   add("shutdown-grace", Kind::value, "10s", "time given to in-flight work on SIGTERM", false,
@@ -614,6 +640,7 @@ Invocation parse_invocation(const std::vector<std::string>& argv_in) {
     if (!given("data-dir")) c.data_dir = c.state_dir + "/users";
     if (!given("snapshot-dir")) c.snapshot_dir = c.state_dir + "/snapshots";
     if (!given("dev-login")) c.dev_login = true;
+    if (!given("workspace-origin")) c.workspace_origin = "http://{id}.ws.localhost:{port}";
   }
 
   // Cross-key rules.
@@ -638,6 +665,17 @@ Invocation parse_invocation(const std::vector<std::string>& argv_in) {
 
   for (const auto& k : table()) inv.raw[k.info.name] = given(k.info.name) ? raw[k.info.name] : Values{};
   return inv;
+}
+
+void apply_reloadable(const Invocation& next, Config& into) {
+  for (const auto& k : table()) {
+    if (!k.info.reloadable) continue;
+    auto it = next.raw.find(k.info.name);
+    Values values = it == next.raw.end() ? Values{} : it->second;
+    if (values.empty() && !k.info.default_text.empty() && k.kind != Kind::flag) values = {k.info.default_text};
+    if (k.info.name == "plan") into.plans = default_plans();  // plan entries override the built-in ones
+    if (!values.empty() || k.kind != Kind::value) k.apply(into, values);  // an emptied list empties
+  }
 }
 
 std::vector<std::string> changed_restart_keys(const Invocation& a, const Invocation& b) {

@@ -44,6 +44,11 @@ struct KeyInfo {
 };
 const std::vector<KeyInfo>& config_keys();
 
+// Applies every key the table marks reloadable from `next` (a parsed,
+// validated invocation) to `into`, as parsing would: a key not given gets its
+// default. Other keys are left alone.
+void apply_reloadable(const Invocation& next, Config& into);
+
 // Keys whose values differ between two configurations and that a SIGHUP
 // cannot apply (a restart is needed).
 std::vector<std::string> changed_restart_keys(const Invocation& a, const Invocation& b);

@@ -11,6 +11,7 @@
 
 #include "auth/authenticator.hpp"
 #include "auth/dashboard.hpp"
+#include "auth/workspace_origin.hpp"
 #include "db/database.hpp"
 #include "feuille/config.hpp"
 #include "http/health.hpp"
@@ -28,6 +29,10 @@ struct ModuleContext {
   boost::asio::thread_pool& pool;         // blocking work
   const Config& config;                   // reloadable keys change in place on SIGHUP
   http::Router& router;
+  // Routes served on workspace origins (workspace-origin) instead of
+  // `router`; workspace_origin is null when the key is unset.
+  http::Router& workspace_router;
+  const auth::WorkspaceOrigin* workspace_origin;
   http::Health& health;
   http::Metrics& metrics;
   db::Database& db;

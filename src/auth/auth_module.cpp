@@ -14,9 +14,11 @@
 #include "auth/request_checks.hpp"
 #include "auth/session_store.hpp"
 #include "auth/tokens.hpp"
+#include "auth/workspace_access.hpp"
 #include "db/database.hpp"
 #include "db/users.hpp"
 #include "feuille/errors.hpp"
+#include "http/page.hpp"
 #include "http/responses.hpp"
 #include "http/url.hpp"
 #include "util/logging.hpp"
@@ -73,7 +75,9 @@ struct AuthModule::Impl {
         executor(ctx.executor),
         config(ctx.config),
         db(ctx.db),
+        workspace_origin(ctx.workspace_origin),
         sessions(ctx.db, ctx.config.session_ttl),
+        access(ctx.db, ctx.config.workspace_ticket_lifetime),
         invites(ctx.db, ctx.pool, ctx.config, self),
         github(make_github(ctx.config, ctx.executor, ctx.config.oauth_timeout)),
         google(make_google(ctx.config, ctx.executor, ctx.config.oauth_timeout)),
@@ -89,7 +93,10 @@ struct AuthModule::Impl {
   asio::any_io_executor executor;
   const Config& config;
   db::Database& db;
+  const WorkspaceOrigin* workspace_origin;  // null: workspaces are served on public-url
   SessionStore sessions;
+  WorkspaceAccess access;
+  std::vector<RevocationListener> listeners;
   Invites invites;
   std::unique_ptr<OAuthProvider> github, google;
   OAuthStates states;
@@ -151,6 +158,49 @@ struct AuthModule::Impl {
       if (auto s = co_await sessions.find(bearer)) co_return std::move(s->identity);
     }
     co_return nullptr;
+  }
+
+  void tell(const Revocation& r) {
+    for (const auto& l : listeners) l(r);
+  }
+
+  // The session token of a request on public-url (cookie, else Bearer).
+  std::string_view session_token(const bh::request_header<>& h) const {
+    std::string_view cookie = find_cookie(h, kSessionCookie);
+    return cookie.empty() ? bearer_token(h) : cookie;
+  }
+
+  asio::awaitable<std::optional<std::string>> workspace_ticket(const bh::request_header<>& h, const std::string& owner,
+                                                               std::string target) {
+    std::string token(session_token(h));
+    auto s = co_await sessions.find(token);
+    if (!s) co_return std::nullopt;
+    co_return access.issue(hash_token(token), s->identity->id, owner, std::move(target));
+  }
+
+  // GET /_feuille/enter?ticket= on a workspace origin: the ticket for its
+  // cookie, then on to where the ticket was going.
+  asio::awaitable<Response> enter(RequestContext& ctx) {
+    const std::string& owner = ctx.workspace;
+    std::string ticket = query_value(ctx, "ticket");
+    auto entered = co_await access.redeem(ticket, owner);
+    if (!entered) {
+      log->info("rid={} workspace ticket refused (unknown, used, expired, for another workspace or its session ended)",
+                ctx.request_id);
+      std::string again = config.public_url + "/u/" + owner + "/";
+      Response r = http::html_response(
+          400, http::page("Link expired",
+                          "<main><h1>This link has expired</h1><p>Links into a workspace work once, for a minute. "
+                          "</p><p><a class=\"button\" href=\"" +
+                              http::html_escape(again) + "\">Open the workspace again</a></p></main>"));
+      r.set(bh::field::cache_control, "no-store");
+      co_return r;
+    }
+    Response r = http::redirect(302, entered->target);
+    r.insert(bh::field::set_cookie,
+             set_cookie(kWorkspaceCookie, entered->cookie, "/", entered->max_age, workspace_origin->secure()));
+    r.set(bh::field::cache_control, "no-store");
+    co_return r;
   }
 
   bool same_origin(const bh::request_header<>& h) const {
@@ -219,10 +269,10 @@ struct AuthModule::Impl {
     if (!p)
       co_return page_response(501, "Not Implemented", "Signing in with this provider is not configured on this server.");
     if (auto limited = rate_limited(req, ctx, name)) co_return std::move(*limited);
-    auto pending = states.take(query_value(ctx, "state"), Steady::now());
     std::string_view browser = find_cookie(req, kOAuthCookie);
-    if (!pending || pending->provider != name || !is_token(browser) ||
-        !equal_hashes(pending->browser, hash_token(browser))) {
+    std::optional<OAuthStates::Pending> pending;
+    if (is_token(browser)) pending = states.take(query_value(ctx, "state"), hash_token(browser), Steady::now());
+    if (!pending || pending->provider != name) {
       count(name, "bad_state");
       log->warn("rid={} {} callback with a missing, unknown, expired, reused or foreign state", ctx.request_id, name);
       co_return page_response(400, "Sign-in expired",
@@ -295,8 +345,11 @@ struct AuthModule::Impl {
     if (token.empty()) token = bearer_token(req);
     if (!token.empty()) {
       std::string copy(token);
-      co_await sessions.remove(copy);
-      log->info("rid={} signed out", ctx.request_id);
+      auto cookies = co_await sessions.remove(copy);
+      access.forget(cookies);
+      tell(Revocation{Revocation::credential, hash_token(copy), "", ""});  // tunnels opened with the session itself
+      for (const auto& c : cookies) tell(Revocation{Revocation::credential, c, "", ""});
+      log->info("rid={} signed out ({} workspace cookie(s) ended)", ctx.request_id, cookies.size());
     }
     Response r = http::redirect(302, "/login");
     r.insert(bh::field::set_cookie, session_cookie("", 0));
@@ -333,7 +386,7 @@ struct AuthModule::Impl {
     return o;
   }
 
-  void add_routes(http::Router& router) {
+  void add_routes(http::Router& router, http::Router& workspace_router) {
     router.add({bh::verb::get}, "/", "auth", [this](Request& req, RequestContext&) -> asio::awaitable<Response> {
       auto me = co_await identify(req);
       co_return http::redirect(302, me ? "/dashboard" : "/login");
@@ -383,6 +436,12 @@ struct AuthModule::Impl {
       co_return http::json_response(200, identity_json(*me));
     });
 
+    if (workspace_origin)
+      workspace_router.add(
+          {bh::verb::get}, "/_feuille/enter", "auth",
+          [this](Request&, RequestContext& ctx) -> asio::awaitable<Response> { co_return co_await enter(ctx); },
+          true);  // the query holds the ticket
+
     router.add({bh::verb::get}, "/dashboard", "dashboard",
                [this](Request& req, RequestContext& ctx) -> asio::awaitable<Response> {
                  co_return co_await dashboard_view(req, ctx);
@@ -405,8 +464,13 @@ struct AuthModule::Impl {
 };
 
 AuthModule::AuthModule(app::ModuleContext& ctx) : impl_(std::make_unique<Impl>(*this, ctx)) {
-  impl_->add_routes(ctx.router);
+  impl_->add_routes(ctx.router, ctx.workspace_router);
   impl_->invites.add_routes(ctx.router);
+  impl_->invites.on_access_ended = [impl = impl_.get()](const std::string& member,
+                                                         const std::string& owner) -> asio::awaitable<void> {
+    co_await impl->access.revoke_member(member, owner);
+    impl->tell(Revocation{Revocation::member, {}, member, owner});
+  };
   impl_->invites.add_dashboard_section(impl_->dashboard);
   ctx.authenticator = this;
   ctx.dashboard = &impl_->dashboard;
@@ -443,5 +507,27 @@ bool AuthModule::same_origin(const bh::request_header<>& h) const { return impl_
 asio::awaitable<std::optional<Role>> AuthModule::workspace_role(const std::string& user_id, const std::string& owner_id) {
   co_return co_await impl_->invites.role(user_id, owner_id);
 }
+
+asio::awaitable<std::optional<WorkspaceCaller>> AuthModule::identify_workspace(const bh::request_header<>& h,
+                                                                               const std::string& owner_id) {
+  std::string_view cookie = find_cookie(h, kWorkspaceCookie);
+  if (cookie.empty()) co_return std::nullopt;
+  auto e = co_await impl_->access.find(cookie);
+  if (!e || e->owner_id != owner_id) co_return std::nullopt;
+  co_return WorkspaceCaller{std::move(e->caller), e->cookie};
+}
+
+asio::awaitable<std::optional<std::string>> AuthModule::workspace_ticket(const bh::request_header<>& h,
+                                                                          const std::string& owner_id,
+                                                                          std::string target) {
+  co_return co_await impl_->workspace_ticket(h, owner_id, std::move(target));
+}
+
+asio::awaitable<void> AuthModule::end_workspace(std::string owner_id) {
+  co_await impl_->access.revoke_workspace(owner_id);
+  impl_->tell(Revocation{Revocation::workspace, {}, "", owner_id});
+}
+
+void AuthModule::add_revocation_listener(RevocationListener l) { impl_->listeners.push_back(std::move(l)); }
 
 }  // namespace feuille::auth

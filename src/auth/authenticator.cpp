@@ -1,6 +1,7 @@
 #include "auth/authenticator.hpp"
 
 #include "auth/request_checks.hpp"
+#include "auth/tokens.hpp"
 #include "feuille/errors.hpp"
 
 namespace feuille::auth {
@@ -24,6 +25,13 @@ bool Authenticator::allows_state_change(const http::bh::request_header<>& h) con
   bool has_cookie = !find_cookie(h, kSessionCookie).empty();
   if (has_origin || has_cookie) return same_origin(h);
   return true;
+}
+
+std::array<std::uint8_t, 32> Authenticator::session_hash(const http::bh::request_header<>& h) {
+  std::string_view token = find_cookie(h, kSessionCookie);
+  if (token.empty()) token = bearer_token(h);
+  if (token.empty()) return {};
+  return hash_token(token);
 }
 
 boost::asio::awaitable<std::shared_ptr<const Identity>> require_identity(Authenticator& auth,

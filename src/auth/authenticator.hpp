@@ -3,6 +3,9 @@
 // every module that serves signed-in users (compute's API, the proxy, the
 // dashboard). Lookups are served from memory when cached, so the proxy can
 // authenticate a request without a database round trip.
+#include <functional>
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +33,25 @@ struct Identity {
   std::string plan;
 };
 
+// Someone's access ending at once (docs/auth.md): the proxy closes the
+// matching tunnels and streams.
+struct Revocation {
+  enum Kind {
+    credential,  // a logout: a workspace cookie, or the session itself, ended; `cookie` is its hash
+    member,     // `user_id` lost access to `owner_id`'s workspace
+    workspace,  // every way into `owner_id`'s workspace ended (it stopped)
+  } kind;
+  std::array<std::uint8_t, 32> cookie{};
+  std::string user_id, owner_id;
+};
+using RevocationListener = std::function<void(const Revocation&)>;
+
+// The caller on a workspace origin, through its feuille_ws cookie.
+struct WorkspaceCaller {
+  std::shared_ptr<const Identity> identity;
+  std::array<std::uint8_t, 32> cookie{};  // the cookie's hash: tunnels are tagged with it
+};
+
 class Authenticator {
  public:
   virtual ~Authenticator() = default;
@@ -53,11 +75,31 @@ class Authenticator {
   // alone (no cookie, no Origin) pass: browsers never add that header.
   bool allows_state_change(const http::bh::request_header<>& h) const;
 
+  // The SHA-256 of the session token this request carries (cookie, else
+  // Bearer; all zero without one): what a single origin's tunnels are
+  // tagged with, for a logout to close them.
+  static std::array<std::uint8_t, 32> session_hash(const http::bh::request_header<>& h);
+
   // The caller's role on owner's workspace: owner, or through a membership
   // (the strongest when there are several); nullopt = no access. Cached in
   // memory; membership changes made through feuilled apply at once.
   virtual boost::asio::awaitable<std::optional<Role>> workspace_role(const std::string& user_id,
                                                                      const std::string& owner_id) = 0;
+
+  // Workspace origins (auth/workspace_access.hpp). The caller of a request
+  // on owner's workspace origin, by its feuille_ws cookie for that workspace.
+  virtual boost::asio::awaitable<std::optional<WorkspaceCaller>> identify_workspace(
+      const http::bh::request_header<>& h, const std::string& owner_id) = 0;
+  // A single-use ticket into owner's workspace for the session of this
+  // request (on public-url), landing on `target`; nullopt when there is no
+  // session or too many tickets are outstanding.
+  virtual boost::asio::awaitable<std::optional<std::string>> workspace_ticket(const http::bh::request_header<>& h,
+                                                                              const std::string& owner_id,
+                                                                              std::string target) = 0;
+  // The workspace stopped: every cookie into it ends (listeners are told).
+  virtual boost::asio::awaitable<void> end_workspace(std::string owner_id) = 0;  // by value: spawned
+  // Called on the loop for every revocation.
+  virtual void add_revocation_listener(RevocationListener l) = 0;
 };
 
 // For route handlers: the caller, or RequestError 401 ("sign in first").

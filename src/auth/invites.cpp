@@ -102,6 +102,10 @@ asio::awaitable<std::optional<Role>> Invites::role(const std::string& user_id, c
 
 asio::awaitable<Invites::Created> Invites::create(const Identity& owner, const std::string& project,
                                                   const std::string& role) {
+  if (config_.workspace_origin.empty())
+    throw RequestError(409,
+                       "Sharing needs workspace-origin in the server's configuration: a shared workspace served on the "
+                       "platform's own origin would run its owner's content with the member's session.");
   if (role != "viewer" && role != "editor") throw RequestError(400, "role must be viewer or editor");
   if (!valid_project_name(project)) throw RequestError(400, "project must be the name of a folder in your Projects");
   const auto dir = std::filesystem::path(config_.data_dir) / owner.id / "Projects" / project;
@@ -150,14 +154,27 @@ asio::awaitable<bool> Invites::revoke(const std::string& owner_id, std::string_v
   } else {
     co_return false;
   }
-  bool done = co_await db_.run([&](pqxx::work& w) {
-    return w.exec_params("UPDATE invites SET revoked_at = now() WHERE owner_id = $1::uuid AND " + by +
-                             " AND revoked_at IS NULL",
-                         owner_id, key)
-               .affected_rows() == 1;
+  // The people who joined through it lose what it gave them.
+  struct Revoked {
+    bool done = false;
+    std::vector<std::string> members;
+  };
+  auto revoked = co_await db_.run([&](pqxx::work& w) {
+    Revoked out;
+    auto r = w.exec_params("UPDATE invites SET revoked_at = now() WHERE owner_id = $1::uuid AND " + by +
+                               " AND revoked_at IS NULL RETURNING id::text",
+                           owner_id, key);
+    if (r.empty()) return out;
+    out.done = true;
+    for (const auto& m : w.exec_params("DELETE FROM memberships WHERE invite_id = $1::uuid RETURNING member_id::text",
+                                       r[0][0].as<std::string>()))
+      out.members.push_back(m[0].as<std::string>());
+    return out;
   });
-  if (done) logger("auth")->info("user {} revoked an invite", owner_id);
-  co_return done;
+  if (!revoked.done) co_return false;
+  logger("auth")->info("user {} revoked an invite ({} membership(s) ended)", owner_id, revoked.members.size());
+  for (const auto& m : revoked.members) co_await access_ended(m, owner_id);
+  co_return true;
 }
 
 asio::awaitable<std::vector<Invites::Member>> Invites::members(const std::string& owner_id) {
@@ -183,9 +200,16 @@ asio::awaitable<bool> Invites::remove_member(const std::string& owner_id, std::s
     return w.exec_params("DELETE FROM memberships WHERE owner_id = $1::uuid AND member_id = $2::uuid", owner_id, member)
                .affected_rows() > 0;
   });
+  if (!removed) co_return false;
+  logger("auth")->info("user {} removed member {}", owner_id, member);
+  co_await access_ended(member, owner_id);
+  co_return true;
+}
+
+asio::awaitable<void> Invites::access_ended(const std::string& member, const std::string& owner_id) {
   forget_role(member, owner_id);  // a lookup may have run meanwhile
-  if (removed) logger("auth")->info("user {} removed member {}", owner_id, member);
-  co_return removed;
+  if (on_access_ended) co_await on_access_ended(member, owner_id);
+  forget_role(member, owner_id);
 }
 
 asio::awaitable<std::vector<Invites::Shared>> Invites::shared_with(const std::string& user_id) {
@@ -287,6 +311,8 @@ void Invites::add_routes(http::Router& router) {
                co_return http::json_response(200, json{{"memberships", std::move(items)}});
              });
 
+  // GET shows what the link gives and changes nothing; POST (same-origin)
+  // records the membership.
   router.add(
       {bh::verb::get}, "/join/{token}", "invites",
       [this](Request& req, RequestContext& ctx) -> asio::awaitable<Response> {
@@ -295,17 +321,56 @@ void Invites::add_routes(http::Router& router) {
         auto me = co_await auth_.identify_shared(req);
         if (!me) co_return http::redirect(302, "/login?next=" + http::url_encode("/join/" + token));
         ctx.user = me->id;
+        struct Offer {
+          std::string owner_id, owner_handle, owner_name, project, role;
+        };
+        auto offer = co_await db_.run([&](pqxx::work& w) -> std::optional<Offer> {
+          auto r = w.exec_params(
+              "SELECT i.owner_id::text, u.handle, coalesce(u.name, ''), i.project, i.role FROM invites i "
+              "JOIN users u ON u.id = i.owner_id WHERE i.token_hash = decode($1, 'hex') AND i.revoked_at IS NULL",
+              hex(hash_token(token)));
+          if (r.empty()) return std::nullopt;
+          return Offer{r[0][0].as<std::string>(), r[0][1].as<std::string>(), r[0][2].as<std::string>(),
+                       r[0][3].as<std::string>(), r[0][4].as<std::string>()};
+        });
+        if (!offer) co_return page_response(404, "Invite not found", "This invite link is unknown or was revoked.");
+        std::string who = "@" + html_escape(offer->owner_handle) +
+                          (offer->owner_name.empty() ? "" : " (" + html_escape(offer->owner_name) + ")");
+        std::string body = "<main><h1>Join a workspace</h1>";
+        if (offer->owner_id == me->id) {
+          body += "<p>This is an invite link to your own workspace, starting at <strong>" + html_escape(offer->project) +
+                  "</strong>.</p><p><a class=\"button\" href=\"" +
+                  html_escape(workspace_url(offer->owner_id, offer->project)) + "\">Open it</a></p></main>";
+          co_return http::html_response(200, http::page("Join a workspace", body));
+        }
+        body += "<p>" + who + " invites you to their workspace as <strong>" + html_escape(offer->role) +
+                "</strong>, starting at the project <strong>" + html_escape(offer->project) +
+                "</strong>. You will see all of their projects.</p><form method=\"post\" action=\"/join/" +
+                html_escape(token) + "\"><button type=\"submit\">Accept and open</button></form>"
+                "<p><a href=\"/dashboard\">Not now</a></p></main>";
+        co_return http::html_response(200, http::page("Join a workspace", body));
+      },
+      true);
+
+  router.add(
+      {bh::verb::post}, "/join/{token}", "invites",
+      [this](Request& req, RequestContext& ctx) -> asio::awaitable<Response> {
+        std::string token = decoded_param(ctx, "token");
+        if (!is_token(token)) co_return page_response(404, "Invite not found", "This invite link is unknown or was revoked.");
+        auto me = co_await require_identity(auth_, req);
+        require_state_change(auth_, req);
+        ctx.user = me->id;
         struct Joined {
           std::string owner_id, project;
         };
         auto joined = co_await db_.run([&](pqxx::work& w) -> std::optional<Joined> {
           auto r = w.exec_params(
               "SELECT id::text, owner_id::text, project, role FROM invites "
-              "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL",
+              "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL FOR SHARE",
               hex(hash_token(token)));
           if (r.empty()) return std::nullopt;
           Joined j{r[0][1].as<std::string>(), r[0][2].as<std::string>()};
-          if (j.owner_id != me->id)  // the owner following their own link changes nothing
+          if (j.owner_id != me->id)  // the owner accepting their own link changes nothing
             w.exec_params(
                 "INSERT INTO memberships (owner_id, member_id, project, role, invite_id) "
                 "VALUES ($1::uuid, $2::uuid, $3, $4, $5::uuid) ON CONFLICT (owner_id, member_id, project) DO UPDATE "
@@ -320,7 +385,7 @@ void Invites::add_routes(http::Router& router) {
           logger("auth")->info("rid={} user {} joined the workspace of {} (project {})", ctx.request_id, me->id,
                                joined->owner_id, joined->project);
         }
-        co_return http::redirect(302, workspace_url(joined->owner_id, joined->project));
+        co_return http::redirect(303, workspace_url(joined->owner_id, joined->project));
       },
       true);
 

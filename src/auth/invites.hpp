@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,10 @@ class Invites {
   Invites(db::Database& db, boost::asio::thread_pool& pool, const Config& config, Authenticator& auth);
 
   void add_routes(http::Router& router);
+
+  // Called when a member loses access (removed, or their invite revoked):
+  // the auth module ends their workspace cookies and tunnels.
+  std::function<boost::asio::awaitable<void>(const std::string& member, const std::string& owner)> on_access_ended;
   void add_dashboard_section(DashboardSections& sections);
 
   boost::asio::awaitable<std::optional<Role>> role(const std::string& user_id, const std::string& owner_id);
@@ -82,6 +87,7 @@ class Invites {
   boost::asio::awaitable<bool> remove_member(const std::string& owner_id, std::string_view member_id);
   boost::asio::awaitable<std::vector<Shared>> shared_with(const std::string& user_id);
   void forget_role(const std::string& user_id, const std::string& owner_id);
+  boost::asio::awaitable<void> access_ended(const std::string& member, const std::string& owner_id);
   std::string invite_url(const std::string& token) const;
 
   db::Database& db_;

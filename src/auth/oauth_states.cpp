@@ -18,10 +18,11 @@ std::optional<std::string> OAuthStates::add(std::string provider, std::string ne
   return state;
 }
 
-std::optional<OAuthStates::Pending> OAuthStates::take(std::string_view state, Clock::time_point now) {
+std::optional<OAuthStates::Pending> OAuthStates::take(std::string_view state, const TokenHash& browser,
+                                                      Clock::time_point now) {
   if (!is_token(state)) return std::nullopt;
   auto it = pending_.find(std::string(state));
-  if (it == pending_.end()) return std::nullopt;
+  if (it == pending_.end() || !equal_hashes(it->second.browser, browser)) return std::nullopt;
   Pending p = std::move(it->second);
   pending_.erase(it);
   if (p.expires <= now) return std::nullopt;

@@ -32,9 +32,11 @@ class OAuthStates {
   std::optional<std::string> add(std::string provider, std::string next, const TokenHash& browser,
                                  Clock::time_point now);
 
-  // Removes the state (whatever the outcome: a state is used once) and
-  // returns it if it had not expired.
-  std::optional<Pending> take(std::string_view state, Clock::time_point now);
+  // For the browser holding the feuille_oauth cookie whose hash is
+  // `browser`: removes the state (a state is used once) and returns it if it
+  // had not expired. A state presented by another browser is left in place
+  // (someone who learnt it cannot burn the real sign-in) and nullopt returned.
+  std::optional<Pending> take(std::string_view state, const TokenHash& browser, Clock::time_point now);
 
   std::size_t size() const { return pending_.size(); }
 

@@ -6,7 +6,10 @@
 namespace feuille::auth {
 
 RateLimiter::RateLimiter(double burst, double per_minute, std::size_t max_addresses)
-    : burst_(burst), per_second_(per_minute / 60.0), max_addresses_(max_addresses) {}
+    : burst_(burst),
+      per_second_(per_minute / 60.0),
+      max_addresses_(max_addresses),
+      overflow_{burst * kOverflowFactor, Clock::time_point{}} {}
 
 std::size_t RateLimiter::Hasher::operator()(const Address& a) const noexcept {
   std::size_t h = 1469598103934665603ull;  // FNV-1a
@@ -24,21 +27,28 @@ void RateLimiter::prune(Clock::time_point now) {
 }
 
 unsigned RateLimiter::take(const Address& client, Clock::time_point now) {
-  auto it = buckets_.find(client);
+  Address key = client;
+  static constexpr std::uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (!std::equal(std::begin(v4_mapped), std::end(v4_mapped), key.begin())) std::fill(key.begin() + 8, key.end(), 0);
+  auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= max_addresses_) prune(now);
-    if (buckets_.size() >= max_addresses_) return 1;  // under a flood of addresses, everyone waits a little
-    it = buckets_.emplace(client, Bucket{burst_, now}).first;
+    if (buckets_.size() >= max_addresses_)
+      return take_from(overflow_, burst_ * kOverflowFactor, per_second_ * kOverflowFactor, now);
+    it = buckets_.emplace(key, Bucket{burst_, now}).first;
   }
-  Bucket& b = it->second;
+  return take_from(it->second, burst_, per_second_, now);
+}
+
+unsigned RateLimiter::take_from(Bucket& b, double burst, double per_second, Clock::time_point now) {
   double elapsed = std::chrono::duration<double>(now - b.updated).count();
-  b.tokens = std::min(burst_, b.tokens + std::max(0.0, elapsed) * per_second_);
+  b.tokens = std::min(burst, b.tokens + std::max(0.0, elapsed) * per_second);
   b.updated = now;
   if (b.tokens >= 1.0) {
     b.tokens -= 1.0;
     return 0;
   }
-  return static_cast<unsigned>(std::max(1.0, std::ceil((1.0 - b.tokens) / per_second_)));
+  return static_cast<unsigned>(std::max(1.0, std::ceil((1.0 - b.tokens) / per_second)));
 }
 
 }  // namespace feuille::auth

@@ -16,8 +16,13 @@ class RateLimiter {
   RateLimiter(double burst, double per_minute, std::size_t max_addresses = 100'000);
 
   // 0 when the request may go ahead (a token is taken), else the seconds to
-  // wait before the next one would be allowed (for Retry-After).
+  // wait before the next one would be allowed (for Retry-After). IPv6
+  // clients are keyed by their /64 (one host holds a whole /64). When the
+  // table is full of live buckets, new addresses share one overflow bucket
+  // (kOverflowFactor times larger): known addresses keep their own, and a
+  // flood of addresses slows only the other newcomers.
   unsigned take(const Address& client, Clock::time_point now);
+  static constexpr double kOverflowFactor = 10;
   std::size_t size() const { return buckets_.size(); }
 
  private:
@@ -29,10 +34,12 @@ class RateLimiter {
     std::size_t operator()(const Address& a) const noexcept;
   };
   void prune(Clock::time_point now);
+  unsigned take_from(Bucket& b, double burst, double per_second, Clock::time_point now);
 
   double burst_, per_second_;
   std::size_t max_addresses_;
   std::unordered_map<Address, Bucket, Hasher> buckets_;
+  Bucket overflow_;
 };
 
 }  // namespace feuille::auth

@@ -56,6 +56,7 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::find(
     }
     if (now - it->second.cached_at < kCacheMaxAge) co_return Session{it->second.identity, it->second.expires_at};
   }
+  if (unknown_.contains(h, now)) co_return std::nullopt;
   // Keyed by generation too: a lookup made after a logout never joins a
   // read that started before it.
   std::string key = hex(h) + ":" + std::to_string(generation_);
@@ -69,6 +70,7 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::read(
     double expires_epoch;
   };
   const std::uint64_t generation = generation_;
+  const bool quiet = removing_ == 0;
   const auto started = SteadyClock::now();  // trusted from the read, not from its answer
   const long long ttl_ms = ttl_.count();
   const std::string key = hex(h);
@@ -95,26 +97,45 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::read(
     }
     return out;
   });
+  const bool cacheable = quiet && generation == generation_;
   if (!row) {
     cache_.erase(h);
+    if (cacheable) unknown_.add(h, SteadyClock::now());
     co_return std::nullopt;
   }
   Entry e{std::make_shared<const Identity>(identity_from(row->user)), from_epoch(row->expires_epoch), started};
-  if (generation == generation_) {
+  if (cacheable) {
     if (cache_.size() >= kCacheMaxEntries) make_room(e.cached_at);
     cache_.insert_or_assign(h, e);
   }
   co_return Session{std::move(e.identity), e.expires_at};
 }
 
-boost::asio::awaitable<void> SessionStore::remove(std::string_view token) {
-  if (!is_token(token)) co_return;
+boost::asio::awaitable<std::vector<TokenHash>> SessionStore::remove(std::string_view token) {
+  if (!is_token(token)) co_return std::vector<TokenHash>{};
   const TokenHash h = hash_token(token);
+  ++removing_;
   ++generation_;
+  struct Done {
+    SessionStore& self;
+    const TokenHash& h;
+    ~Done() {
+      self.cache_.erase(h);
+      ++self.generation_;
+      --self.removing_;
+    }
+  } done{*this, h};
   cache_.erase(h);
   const std::string key = hex(h);
-  co_await db_.run([&](pqxx::work& w) {
+  co_return co_await db_.run([&](pqxx::work& w) {
+    std::vector<TokenHash> cookies;
+    w.exec_params("SELECT 1 FROM sessions WHERE token_hash = decode($1, 'hex') FOR UPDATE", key);
+    for (const auto& r : w.exec_params("DELETE FROM workspace_sessions WHERE session_hash = decode($1, 'hex') "
+                                       "RETURNING encode(token_hash, 'hex')",
+                                       key))
+      if (auto c = from_hex(r[0].as<std::string>())) cookies.push_back(*c);
     w.exec_params("DELETE FROM sessions WHERE token_hash = decode($1, 'hex')", key);
+    return cookies;
   });
 }
 

@@ -8,7 +8,10 @@
 // copy of the identity). An entry is trusted for at most kCacheMaxAge, then
 // re-read (so changes made elsewhere, e.g. `feuilled user set-plan` or a
 // row deleted by an operator, show within a minute); it is never trusted
-// past the session's expiry; logout removes it at once. Concurrent misses of
+// past the session's expiry; logout removes it at once (and no lookup that
+// overlapped the logout can put it back). Tokens found in no row are
+// remembered for a few seconds, so made-up cookies cost no query each.
+// Concurrent misses of
 // one token (a page's parallel requests; every connection of a busy client
 // when its entry ages out) share one database read.
 #include <chrono>
@@ -18,12 +21,14 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <pqxx/pqxx>
 
 #include "auth/authenticator.hpp"
 #include "auth/tokens.hpp"
+#include "auth/unknown_tokens.hpp"
 #include "feuille/config.hpp"
 #include "util/inflight.hpp"
 
@@ -59,8 +64,11 @@ class SessionStore {
   // slides the expiry (now + ttl) when the last refresh is a day old.
   boost::asio::awaitable<std::optional<Session>> find(std::string_view token);
 
-  // Logout: the row and the cache entry go.
-  boost::asio::awaitable<void> remove(std::string_view token);
+  // Logout: the row, its workspace cookies' rows (workspace_sessions, in the
+  // same transaction, the session row locked first so that no ticket is
+  // redeemed meanwhile) and the cache entry go. Returns the hashes of the
+  // workspace cookies that ended.
+  boost::asio::awaitable<std::vector<TokenHash>> remove(std::string_view token);
 
   // Deletes expired rows (and cache entries); returns the rows deleted.
   boost::asio::awaitable<long> delete_expired();
@@ -80,9 +88,12 @@ class SessionStore {
   db::Database& db_;
   Duration ttl_;
   std::unordered_map<TokenHash, Entry, TokenHashHasher> cache_;
-  // Bumped by every removal: a lookup that started before one does not
-  // cache what it read (it may be the row being deleted).
+  // Bumped at the start and the end of every removal, and removals in
+  // flight counted: a lookup that overlapped one does not cache what it read
+  // (it may be the row being deleted).
   std::uint64_t generation_ = 0;
+  int removing_ = 0;
+  UnknownTokens unknown_;  // tokens found in no row, for a few seconds
   Inflight<std::optional<Session>> reads_;  // by hex(token hash)
 };
 

@@ -79,6 +79,22 @@ std::string hex(const TokenHash& h) {
   return out;
 }
 
+std::optional<TokenHash> from_hex(std::string_view s) {
+  if (s.size() != 64) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  TokenHash h{};
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    h[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return h;
+}
+
 bool equal_hashes(const TokenHash& a, const TokenHash& b) { return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
 
 }  // namespace feuille::auth

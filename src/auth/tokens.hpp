@@ -24,6 +24,9 @@ TokenHash hash_token(std::string_view token);
 // Lowercase hex of a hash: how queries pass it (decode($1, 'hex')).
 std::string hex(const TokenHash& h);
 
+// The hash of 64 hex digits, or nullopt.
+std::optional<TokenHash> from_hex(std::string_view s);
+
 // Constant-time comparison of two hashes.
 bool equal_hashes(const TokenHash& a, const TokenHash& b);
 

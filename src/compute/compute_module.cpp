@@ -215,8 +215,17 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
                     [this, &auth](http::Exchange& ex) -> asio::awaitable<void> {
                       auto me = co_await auth::require_identity(auth, ex.parser.get());
                       ex.ctx.user = me->id;
-                      co_await stream_events(ex, me->id);
+                      co_await stream_events(ex, me->id, me->id);
                     });
+  // The same on a workspace origin (its starting page), for whoever holds
+  // that workspace's cookie.
+  ctx.workspace_router.add_stream(
+      {bh::verb::get}, "/_feuille/events", "workspace-events", [this, &auth](http::Exchange& ex) -> asio::awaitable<void> {
+        auto caller = co_await auth.identify_workspace(ex.parser.get(), ex.ctx.workspace);
+        if (!caller) throw RequestError(401, "Sign in first.");
+        ex.ctx.user = caller->identity->id;
+        co_await stream_events(ex, ex.ctx.workspace, caller->identity->id);
+      });
 
   // Snapshots and sandboxes need CRIU (a later issue).
   auto not_yet = [&auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
@@ -264,7 +273,22 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
                        });
 }
 
-asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::string user_id) {
+asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::string user_id, std::string caller) {
+  // A few streams per caller (a tab each); an event stream lives long.
+  auto& open = event_streams_[caller];
+  if (open >= kMaxEventStreams) {
+    RequestError e(429, "Too many event streams open; close a tab.");
+    e.retry_after_seconds = 5;
+    throw e;
+  }
+  ++open;
+  struct Release {
+    std::unordered_map<std::string, int>& m;
+    const std::string& caller;
+    ~Release() {
+      if (auto it = m.find(caller); it != m.end() && --it->second <= 0) m.erase(it);
+    }
+  } release{event_streams_, caller};
   http::Response head{bh::status::ok, 11};
   head.set(bh::field::content_type, "text/event-stream");
   head.set(bh::field::cache_control, "no-store");

@@ -3,6 +3,7 @@
 // /api/workspace* routes, the snapshot/sandbox routes (501 until the CRIU
 // work), a readiness check per host, and in dev mode the stand-in images.
 #include <memory>
+#include <unordered_map>
 #include <string>
 
 #include "app/module.hpp"
@@ -25,7 +26,10 @@ class ComputeModule : public app::Module {
 
  private:
   void add_routes(app::ModuleContext& ctx);
-  boost::asio::awaitable<void> stream_events(http::Exchange& ex, std::string user_id);
+  // Server-Sent Events of user_id's workspace, for `caller` (at most
+  // kMaxEventStreams open per caller: 429 past it).
+  boost::asio::awaitable<void> stream_events(http::Exchange& ex, std::string user_id, std::string caller);
+  static constexpr int kMaxEventStreams = 8;
   std::string dashboard_section(const auth::Identity& me, const nlohmann::json& doc) const;
   boost::asio::awaitable<void> install_egress_rules();
   boost::asio::awaitable<void> use_standin_images_if_needed();
@@ -35,6 +39,7 @@ class ComputeModule : public app::Module {
   auth::Authenticator* auth_;
   std::unique_ptr<WorkspaceManager> manager_;
   std::string standin_notice_;
+  std::unordered_map<std::string, int> event_streams_;  // open per caller
 };
 
 }  // namespace feuille::compute

@@ -155,8 +155,11 @@ void WorkspaceManager::set_state_in_memory(Workspace& ws, State state, std::stri
     state_gauges_[ws.state]->Decrement();
     state_gauges_[state]->Increment();
   }
+  const bool begins_to_stop = state == State::stopping && ws.state != State::stopping;
   ws.state = state;
   ws.reason = std::move(reason);
+  if (begins_to_stop)
+    for (const auto& l : stopping_listeners_) l(ws.user_id);
 }
 
 void WorkspaceManager::push_event(Workspace& ws, const std::string& step, const nlohmann::json& detail) {

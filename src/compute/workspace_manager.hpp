@@ -141,6 +141,9 @@ class WorkspaceManager : public Workspaces {
                                                                       Duration max_wait) override;
   void record_activity(const std::string& user_id) override;
   void editor_refused(const std::string& user_id) override;
+  void on_stopping(std::function<void(const std::string& user_id)> listener) override {
+    stopping_listeners_.push_back(std::move(listener));
+  }
 
  private:
   struct Container {
@@ -266,6 +269,7 @@ class WorkspaceManager : public Workspaces {
   GatewayMetrics gateway_metrics_;
   int starts_in_flight_ = 0;
   bool stopping_ = false;
+  std::vector<std::function<void(const std::string&)>> stopping_listeners_;
   boost::asio::steady_timer probe_timer_;
   boost::asio::steady_timer flush_timer_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers_;  // one per host's event stream

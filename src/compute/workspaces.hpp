@@ -3,6 +3,7 @@
 // user's editor is, starting it on demand, and telling compute about
 // activity and refused connections. Documented in docs/compute.md.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -53,6 +54,10 @@ class Workspaces {
   // The proxy could not connect to the editor: probe the workspace now
   // instead of at the next round (restarts or fails it if it is dead).
   virtual void editor_refused(const std::string& user_id) = 0;
+
+  // Called on the loop when a workspace begins to stop (asked, or idle):
+  // the proxy closes what is open into it.
+  virtual void on_stopping(std::function<void(const std::string& user_id)> listener) = 0;
 };
 
 }  // namespace feuille::compute

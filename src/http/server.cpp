@@ -362,7 +362,15 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       ctx.query = qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
       bool has_body = parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
 
-      RouteMatch match = router.match(header.method(), ctx.path);
+      const Router* routes = &router;
+      if (options.workspace_of_host) {
+        if (auto owner = options.workspace_of_host(header[bh::field::host])) {
+          static const Router nowhere;
+          routes = owner->empty() ? &nowhere : options.workspace_router;
+          ctx.workspace = std::move(*owner);
+        }
+      }
+      RouteMatch match = routes->match(header.method(), ctx.path);
       const Route* route = match.route;
       ctx.params = std::move(match.params);
       std::string_view log_path = route && route->redact_path ? std::string_view(route->pattern) : ctx.path;

@@ -4,7 +4,9 @@
 // request metrics. Graceful shutdown: stop accepting, close idle connections,
 // let busy ones finish their response, then close what is left.
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,12 @@ struct ServerOptions {
   std::size_t header_limit = 16 * 1024;
   std::size_t body_limit = 1024 * 1024;
   std::vector<Cidr> trusted_proxies;
+  // Workspace origins: a request whose Host names a workspace (the function
+  // gives its owner's id, put in RequestContext::workspace) is routed by
+  // `workspace_router` alone, one under the workspace domain that names
+  // none ("") gets 404, and everything else goes to the main router.
+  std::function<std::optional<std::string>(std::string_view host)> workspace_of_host;
+  const Router* workspace_router = nullptr;
 };
 
 // The response header as feuilled writes it: status line, the response's

@@ -60,6 +60,7 @@ struct RequestContext {
   std::string_view path;   // raw target path, without the query (into target)
   std::string_view query;  // raw query, without '?' (into target)
   Params params;
+  std::string workspace;  // on a workspace origin: the owner's id its Host names ("" on public-url)
   std::string user;  // user id once known; shown in the access log
 };
 

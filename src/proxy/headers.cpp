@@ -59,6 +59,13 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && beast::iequals(s.substr(0, prefix.size()), prefix);
 }
 
+// Headers some frameworks read as the request's real method: a viewer's GET
+// must stay a GET.
+bool method_override(std::string_view name) {
+  return beast::iequals(name, "x-http-method-override") || beast::iequals(name, "x-http-method") ||
+         beast::iequals(name, "x-method-override");
+}
+
 void write_framing(std::string& out, Framing body) {
   if (body.kind == Framing::sized) {
     lit(out, "Content-Length: ");
@@ -80,7 +87,7 @@ Framing request_framing(const http::HeaderParser& parser) {
 }
 
 bool is_upgrade(const bh::request_header<>& h) {
-  if (h.find(bh::field::upgrade) == h.end()) return false;
+  if (h.method() != bh::verb::get || h.find(bh::field::upgrade) == h.end()) return false;
   return listed_in_connection(h[bh::field::connection], "upgrade");
 }
 
@@ -102,14 +109,16 @@ bool is_idempotent(bh::verb m) {
   }
 }
 
-std::optional<std::string> strip_session_cookie(std::string_view cookie) {
+std::optional<std::string> strip_own_cookies(std::string_view cookie) {
   std::string out;
   while (!cookie.empty()) {
     auto semi = cookie.find(';');
     auto pair = units::trim(cookie.substr(0, semi));
     auto eq = pair.find('=');
     auto name = units::trim(pair.substr(0, eq));
-    if (!pair.empty() && name != "feuille_session") {
+    // feuilled's own cookies never reach an editor, nor nameless ones
+    // (a browser sends "=v" and "v" alike as "v", which could spell one).
+    if (!pair.empty() && eq != std::string_view::npos && !name.empty() && !starts_with_ci(name, "feuille_")) {
       if (!out.empty()) lit(out, "; ");
       out += pair;
     }
@@ -139,13 +148,13 @@ void write_upstream_request(const bh::request_header<>& in, const ForwardInfo& i
         if (starts_with_ci(f.value(), "bearer ")) continue;  // a feuilled session token
         break;
       case bh::field::cookie:
-        if (auto kept = strip_session_cookie(f.value())) header_line(out, name, *kept);
+        if (auto kept = strip_own_cookies(f.value())) header_line(out, name, *kept);
         continue;
       default:
         break;
     }
-    if (starts_with_ci(name, "x-feuille-") || starts_with_ci(name, "x-forwarded-") ||
-        beast::iequals(name, "x-token") || beast::iequals(name, "x-request-id"))
+    if (starts_with_ci(name, "x-feuille-") || starts_with_ci(name, "x-forwarded-") || beast::iequals(name, "forwarded") ||
+        beast::iequals(name, "x-token") || beast::iequals(name, "x-request-id") || method_override(name))
       continue;
     header_line(out, name, f.value());
   }

@@ -19,8 +19,10 @@ struct Framing {
 // Request framing from a parsed request header (Beast validated it).
 Framing request_framing(const http::HeaderParser& parser);
 
-// True for a WebSocket (or other) upgrade request: Connection: upgrade and an
-// Upgrade header.
+// True for a WebSocket (or other) upgrade request: a GET with Connection:
+// upgrade and an Upgrade header. On any other method the Upgrade header is
+// dropped like any hop-by-hop header and the request relayed as plain HTTP,
+// its body framed.
 bool is_upgrade(const http::bh::request_header<>& h);
 
 // Methods a viewer may use (besides WebSocket upgrades).
@@ -41,8 +43,9 @@ struct ForwardInfo {
 
 // Serializes the request header sent upstream: hop-by-hop headers and those
 // named in Connection removed; incoming X-Feuille-*, X-Token, X-Forwarded-*,
-// Expect, Authorization: Bearer and body framing removed; the
-// feuille_session cookie removed from Cookie (others kept); X-Forwarded-*,
+// Forwarded, X-HTTP-Method-Override (and its variants), Expect,
+// Authorization: Bearer and body framing removed; feuilled's cookies
+// (feuille_*) and nameless ones removed from Cookie (others kept); X-Forwarded-*,
 // X-Feuille-User, X-Feuille-Role, X-Token, X-Request-Id added; framing and
 // Connection set (keep-alive, or Upgrade for an upgrade).
 void write_upstream_request(const http::bh::request_header<>& in, const ForwardInfo& info, Framing body,
@@ -60,8 +63,8 @@ void write_client_response(const http::bh::response_header<>& in, Framing body, 
 // The other parameters keep their bytes and order.
 std::string upgrade_query(std::string_view query, std::string_view token);
 
-// The Cookie header value without the feuille_session pair (nullopt when
-// nothing is left).
-std::optional<std::string> strip_session_cookie(std::string_view cookie);
+// The Cookie header value without feuilled's own pairs (feuille_session,
+// feuille_ws, ...) and without nameless ones (nullopt when nothing is left).
+std::optional<std::string> strip_own_cookies(std::string_view cookie);
 
 }  // namespace feuille::proxy

@@ -188,17 +188,25 @@ ReverseProxy::ReverseProxy(app::ModuleContext& ctx, compute::Workspaces& workspa
       workspaces_(workspaces),
       options_(options),
       proto_(ctx.config.public_url.rfind("https://", 0) == 0 ? "https" : "http"),
+      origin_(ctx.workspace_origin),
       pool_(ctx.executor, options.max_idle_upstream, options.upstream_idle),
       scratch_(kChunk),
       metrics_(std::make_unique<Metrics>(ctx.metrics.registry())),
       sweep_timer_(ctx.executor) {
-  ctx.router.add({}, "/u/{id}", "proxy", [](http::Request& req, http::RequestContext& c) -> asio::awaitable<http::Response> {
-    std::string location = std::string(c.path) + "/";
-    if (!c.query.empty()) location += "?" + std::string(c.query);
-    (void)req;
-    co_return http::redirect(301, location);
+  for (http::Router* router : {&ctx.router, &ctx.workspace_router}) {
+    router->add({}, "/u/{id}", "proxy", [](http::Request&, http::RequestContext& c) -> asio::awaitable<http::Response> {
+      std::string location = std::string(c.path) + "/";
+      if (!c.query.empty()) location += "?" + std::string(c.query);
+      co_return http::redirect(301, location);
+    });
+    router->add_stream({}, "/u/{id}/{rest*}", "proxy", [this](http::Exchange& ex) { return handle(ex); });
+  }
+  ctx.authenticator->add_revocation_listener([this](const auth::Revocation& r) { revoke(r); });
+  // A stopped workspace: its tunnels close now, and every way into it ends.
+  workspaces_.on_stopping([this](const std::string& owner) {
+    revoke(auth::Revocation{auth::Revocation::workspace, {}, "", owner});
+    spawn(ctx_.executor, ctx_.authenticator->end_workspace(owner), logger("proxy"), "end workspace cookies");
   });
-  ctx.router.add_stream({}, "/u/{id}/{rest*}", "proxy", [this](http::Exchange& ex) { return handle(ex); });
 }
 
 ReverseProxy::~ReverseProxy() = default;
@@ -254,15 +262,42 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     co_return;
   }
 
-  // Who is calling, and may they?
-  auto caller = co_await ctx_.authenticator->identify_shared(h);
+  // On public-url while workspaces have their own origin: through a ticket.
+  const bool on_workspace_origin = !ex.ctx.workspace.empty();
+  if (origin_ && !on_workspace_origin) {
+    co_await send_to_workspace_origin(ex, owner, browser);
+    co_return;
+  }
+  if (on_workspace_origin && owner != ex.ctx.workspace) {  // another workspace's path on this one's origin
+    http::Response res = page(404, "Not Found", "There is nothing at this address.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+
+  // Who is calling (a workspace cookie on a workspace origin, the session on
+  // a single origin), and may they?
+  Caller who{owner, "", {}, ""};
+  std::shared_ptr<const auth::Identity> caller;
+  if (on_workspace_origin) {
+    if (auto wc = co_await ctx_.authenticator->identify_workspace(h, owner)) {
+      caller = std::move(wc->identity);
+      who.credential = wc->cookie;
+    }
+  } else {
+    caller = co_await ctx_.authenticator->identify_shared(h);
+    if (caller) who.credential = ctx_.authenticator->session_hash(h);
+  }
   if (!caller) {
-    http::Response res = browser ? http::redirect(302, login_location(ex.ctx.target))
-                                 : http::json_error(401, "sign in to reach this workspace");
+    // On a workspace origin, a page goes back to public-url to sign in or
+    // get a ticket (the same path: it comes back here).
+    std::string back = on_workspace_origin ? ctx_.config.public_url + ex.ctx.target : login_location(ex.ctx.target);
+    http::Response res = browser ? http::redirect(302, back) : http::json_error(401, "sign in to reach this workspace");
     co_await answer(std::move(res));
     co_return;
   }
   ex.ctx.user = caller->id;
+  who.caller = caller->id;
+  who.slot = owner + "/" + caller->id;
   auto role = co_await ctx_.authenticator->workspace_role(caller->id, owner);
   if (!role) {
     bool exists = co_await user_exists(owner);
@@ -279,14 +314,21 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     co_return;
   }
   // No cross-site WebSocket hijacking or request forgery into a workspace.
-  if ((upgrade || !safe) && h.find(bh::field::origin) != h.end() && !ctx_.authenticator->same_origin(h)) {
-    http::Response res = page(403, "Forbidden", "Cross-site requests to a workspace are refused.");
-    co_await answer(std::move(res));
-    co_return;
+  if (upgrade || !safe) {
+    auto o = h.find(bh::field::origin);
+    bool allowed = on_workspace_origin ? (o == h.end() ? h["Sec-Fetch-Site"].empty() || h["Sec-Fetch-Site"] == "same-origin"
+                                                       : origin_->origin_matches(o->value(), owner))
+                                       : o == h.end() || ctx_.authenticator->same_origin(h);
+    if (!allowed) {
+      http::Response res = page(403, "Forbidden", "Cross-site requests to a workspace are refused.");
+      co_await answer(std::move(res));
+      co_return;
+    }
   }
 
-  // One tenant cannot take every connection.
-  auto& active = active_[owner];
+  // One caller cannot take every connection: each one (the owner, each
+  // member) has their own allowance.
+  auto& active = active_[who.slot];
   if (active >= static_cast<std::size_t>(ctx_.config.proxy_max_per_user)) {
     http::Response res = page(429, "Too Many Requests", "Too many connections to this workspace at once.");
     res.set(bh::field::retry_after, "1");
@@ -296,9 +338,14 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   ++active;
   struct Release {
     ReverseProxy& p;
-    const std::string& owner;
-    ~Release() { p.release(owner); }
-  } slot{*this, owner};
+    http::Exchange& ex;
+    const std::string& slot;
+    ~Release() {
+      p.exchanges_.erase(&ex);
+      p.release(slot);
+    }
+  } slot{*this, ex, who.slot};
+  exchanges_.emplace(&ex, &who);
 
   // The editor: running, on its way (wait for it), or stopped (the owner's
   // requests start it).
@@ -324,12 +371,16 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
       editor = co_await workspaces_.wait_on_its_way(owner, options_.start_wait);  // a member never starts it
     }
     if (startable && is_owner && browser && editor && editor->state != State::running) {
+      // On a workspace origin, its own event stream; feuilled's pages are on public-url.
+      const std::string events = on_workspace_origin ? "/_feuille/events" : "/api/workspace/events";
+      const std::string dashboard = (on_workspace_origin ? ctx_.config.public_url : std::string()) + "/dashboard";
       http::Response res = http::html_response(
           503, http::page("Starting your workspace",
-                          "<main class=\"starting\"><h1>Starting your workspace</h1>"
-                          "<p id=\"status\">Your editor and Python runtime are starting. This page reloads "
-                          "when they are ready.</p><p><a href=\"\">Reload</a> · <a href=\"/dashboard\">Dashboard</a>"
-                          "</p></main>",
+                          "<main class=\"starting\"><h1>Starting your workspace</h1><p id=\"status\" data-events=\"" +
+                              events +
+                              "\">Your editor and Python runtime are starting. This page reloads when they are "
+                              "ready.</p><p><a href=\"\">Reload</a> · <a href=\"" +
+                              http::html_escape(dashboard) + "\">Dashboard</a></p></main>",
                           {"", "<meta http-equiv=\"refresh\" content=\"10\"><script src=\"" +
                                    http::StaticAssets::instance().url("starting.js") + "\" defer></script>"}));
       res.set(bh::field::retry_after, "5");
@@ -381,7 +432,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
       co_return;
     }
     bool reused = up->reused;
-    Outcome out = co_await relay(ex, *up, info, owner);
+    Outcome out = co_await relay(ex, *up, info);
     if (out.upstream_failed) {
       if (reused && retryable && attempt == 0) continue;  // a pooled connection the editor had closed
       workspaces_.editor_refused(owner);
@@ -392,7 +443,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     }
     metrics_->count(ex.status);
     if (out.upgraded) {
-      co_await tunnel(ex, *up, owner);
+      co_await tunnel(ex, *up, who);
       ex.keep_alive = false;
     } else if (out.reusable && !stopping_) {
       pool_.put(std::move(up));
@@ -402,8 +453,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
 }
 
 asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, UpstreamConnection& up,
-                                                           const ForwardInfo& info, const std::string& owner) {
-  (void)owner;
+                                                           const ForwardInfo& info) {
   Outcome out;
   auto& h = ex.parser.get();
   const bool upgrade = is_upgrade(h);
@@ -604,7 +654,8 @@ asio::awaitable<ReverseProxy::Outcome> ReverseProxy::relay(http::Exchange& ex, U
 // Sends the bytes that came with the upgrade on either side, then hands both
 // sockets to a Tunnel of their own: the request (its connection, parser and
 // coroutine frames) ends here; the tunnel holds the workspace's slot.
-asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnection& up, const std::string& owner) {
+asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnection& up, Caller who) {
+  const std::string& owner = who.owner;
   auto& client = ex.stream.socket();
   FrameCounter from_browser;
   if (ex.buffer.size() > 0) {
@@ -625,9 +676,9 @@ asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnectio
   ex.deadline.disarm();
   if (stopping_) co_return;
   TunnelEvents& events = *this;
-  auto t = std::make_shared<Tunnel>(std::move(client), std::move(up.socket), from_browser, owner, events);
+  ++active_[who.slot];  // released in ended()
+  auto t = std::make_shared<Tunnel>(std::move(client), std::move(up.socket), from_browser, std::move(who), events);
   tunnels_.insert(t.get());
-  ++active_[owner];  // released in ended()
   metrics_->websockets.Increment();
   t->start();
 }
@@ -646,11 +697,86 @@ void ReverseProxy::relayed(std::size_t bytes, bool upward) {
 void ReverseProxy::ended(Tunnel& t) {
   tunnels_.erase(&t);
   metrics_->websockets.Decrement();
-  release(t.owner());
+  release(t.who().slot);
 }
 
-void ReverseProxy::release(const std::string& owner) {
-  if (auto it = active_.find(owner); it != active_.end() && --it->second == 0) active_.erase(it);
+void ReverseProxy::release(const std::string& slot) {
+  if (auto it = active_.find(slot); it != active_.end() && --it->second == 0) active_.erase(it);
+}
+
+void ReverseProxy::revoke(const auth::Revocation& r) {
+  auto matches = [&r](const Caller& c) {
+    switch (r.kind) {
+      case auth::Revocation::credential: return c.credential == r.cookie;
+      case auth::Revocation::member: return c.caller == r.user_id && c.owner == r.owner_id;
+      case auth::Revocation::workspace: return c.owner == r.owner_id;
+    }
+    return false;
+  };
+  std::vector<Tunnel*> tunnels;
+  for (auto* t : tunnels_)
+    if (matches(t->who())) tunnels.push_back(t);
+  for (auto* t : tunnels) t->close();
+  std::size_t streams = 0;
+  for (auto& [ex, who] : exchanges_) {
+    if (!matches(*who)) continue;
+    // The exchange's coroutine sees its reads and writes fail and ends.
+    boost::system::error_code ignored;
+    ex->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    ex->stream.socket().cancel(ignored);
+    ex->keep_alive = false;
+    ++streams;
+  }
+  if (!tunnels.empty() || streams > 0)
+    logger("proxy")->info("access ended: closed {} WebSocket(s) and {} request(s) into the workspace of {}",
+                          tunnels.size(), streams, r.owner_id.empty() ? std::string("a signed-out session") : r.owner_id);
+}
+
+asio::awaitable<void> ReverseProxy::send_to_workspace_origin(http::Exchange& ex, const std::string& owner,
+                                                             bool browser) {
+  auto& h = ex.parser.get();
+  auto answer = [&](http::Response res) -> asio::awaitable<void> {
+    metrics_->count(res.result_int());
+    co_await http::respond(ex, res, false);
+  };
+  auto page = [&](unsigned status, std::string_view title, std::string_view message) {
+    return browser ? http::html_response(status, http::error_page(status, title, message))
+                   : http::json_error(status, message);
+  };
+  auto caller = co_await ctx_.authenticator->identify_shared(h);
+  if (!caller) {
+    http::Response res = browser ? http::redirect(302, login_location(ex.ctx.target))
+                                 : http::json_error(401, "sign in to reach this workspace");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  ex.ctx.user = caller->id;
+  auto role = co_await ctx_.authenticator->workspace_role(caller->id, owner);
+  if (!role) {
+    bool exists = co_await user_exists(owner);
+    http::Response res = exists ? page(403, "Forbidden", "This workspace is not shared with you.")
+                                : page(404, "Not Found", "There is nothing at this address.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  // Only a navigation can follow the redirect with its method and body; the
+  // rest belongs on the workspace's origin.
+  const std::string there = origin_->origin(owner);
+  if ((h.method() != bh::verb::get && h.method() != bh::verb::head) || is_upgrade(h)) {
+    http::Response res = page(403, "Forbidden", "This workspace is served at " + there + "/u/" + owner + "/.");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  auto ticket = co_await ctx_.authenticator->workspace_ticket(h, owner, ex.ctx.target);
+  if (!ticket) {
+    http::Response res = page(503, "Service Unavailable", "Too many people are entering workspaces; try again.");
+    res.set(bh::field::retry_after, "1");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  http::Response res = http::redirect(302, there + "/_feuille/enter?ticket=" + *ticket);
+  res.set(bh::field::cache_control, "no-store");
+  co_await answer(std::move(res));
 }
 
 }  // namespace feuille::proxy

@@ -48,10 +48,13 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   struct Metrics;
   struct Outcome;
   boost::asio::awaitable<void> handle(http::Exchange& ex);
-  boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info,
-                                        const std::string& owner);
-  boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, const std::string& owner);
-  void release(const std::string& owner);  // a request's or a tunnel's slot in active_
+  // Public-url with workspace-origin set: the 302 through a ticket.
+  boost::asio::awaitable<void> send_to_workspace_origin(http::Exchange& ex, const std::string& owner, bool browser);
+  boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info);
+  boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, Caller who);
+  void release(const std::string& slot);  // a request's or a tunnel's slot in active_
+  // Closes the tunnels and streams a revocation names, at once.
+  void revoke(const auth::Revocation& r);
   // TunnelEvents
   std::vector<char>& scratch() override;
   void browser_frames(const std::string& owner, std::size_t frames) override;
@@ -64,8 +67,11 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   compute::Workspaces& workspaces_;
   ProxyOptions options_;
   std::string proto_;
+  const auth::WorkspaceOrigin* origin_;  // null: one origin (public-url)
   UpstreamPool pool_;
-  std::unordered_map<std::string, std::size_t> active_;  // per owner
+  std::unordered_map<std::string, std::size_t> active_;  // per owner and caller (Caller::slot)
+  // HTTP exchanges in progress (Server-Sent Events last), for revocations.
+  std::unordered_map<http::Exchange*, const Caller*> exchanges_;
   std::unordered_set<std::string> known_users_;
   std::vector<char> scratch_;  // the loop's one relay buffer (see Tunnel)
   // Body buffers of HTTP exchanges, kept for the next one: a fresh 64 KiB

@@ -9,12 +9,11 @@ namespace feuille::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-Tunnel::Tunnel(tcp::socket browser, tcp::socket editor, FrameCounter counter, std::string owner,
-               TunnelEvents& events)
+Tunnel::Tunnel(tcp::socket browser, tcp::socket editor, FrameCounter counter, Caller who, TunnelEvents& events)
     : browser_(std::move(browser)),
       editor_(std::move(editor)),
       counter_(counter),
-      owner_(std::move(owner)),
+      who_(std::move(who)),
       events_(events) {
   boost::system::error_code ignored;
   browser_.non_blocking(true, ignored);
@@ -53,7 +52,7 @@ void Tunnel::forward(bool upward, std::size_t n) {
     // Data frames from the browser are the user's activity; pings, pongs
     // and whatever the editor sends are not.
     if (auto frames = counter_.feed({reinterpret_cast<const std::uint8_t*>(data), n}); frames > 0)
-      events_.browser_frames(owner_, frames);
+      events_.browser_frames(who_.owner, frames);
   }
   events_.relayed(n, upward);
   std::size_t written = to.write_some(asio::buffer(data, n), ec);

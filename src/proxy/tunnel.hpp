@@ -25,6 +25,15 @@ namespace feuille::proxy {
 
 class Tunnel;
 
+// Who a request or tunnel is for: whose workspace, who is calling, with
+// which credential (the hash of their workspace cookie, or of their session
+// on a single origin), and the slot they hold in the connection cap.
+struct Caller {
+  std::string owner, caller;
+  std::array<std::uint8_t, 32> credential{};
+  std::string slot;  // owner + "/" + caller
+};
+
 // What a tunnel tells the proxy (which outlives every tunnel: it closes them
 // when it stops).
 class TunnelEvents {
@@ -41,8 +50,9 @@ class TunnelEvents {
 class Tunnel : public std::enable_shared_from_this<Tunnel> {
  public:
   Tunnel(boost::asio::ip::tcp::socket browser, boost::asio::ip::tcp::socket editor, FrameCounter counter,
-         std::string owner, TunnelEvents& events);
-  const std::string& owner() const { return owner_; }
+         Caller who, TunnelEvents& events);
+  const std::string& owner() const { return who_.owner; }
+  const Caller& who() const { return who_; }
   void start();
   // Closes both sides (shutdown, or either side went); idempotent.
   void close();
@@ -53,7 +63,7 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
 
   boost::asio::ip::tcp::socket browser_, editor_;
   FrameCounter counter_;  // browser -> editor frames
-  std::string owner_;     // whose workspace
+  Caller who_;
   TunnelEvents& events_;
   static constexpr std::size_t kInbox = 1024;
   std::array<std::array<char, kInbox>, 2> inbox_;  // [upward]

@@ -4,7 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -14,6 +16,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <future>
 
 #include "app/module.hpp"
 #include "auth/auth_module.hpp"
@@ -43,11 +46,12 @@ struct Fixture {
   asio::thread_pool pool{2};
   Config config;
   http::Router router;
+  http::Router workspace_router;
   http::Health health;
   http::Metrics metrics;
   db::Database database{ioc.get_executor(), pool, db::PoolOptions{tdb.url(), 2, Duration{5000}, Duration{2000}, Duration{5000}}};
   std::unique_ptr<auth::AuthModule> module;
-  app::ModuleContext ctx{ioc.get_executor(), pool, config, router, health, metrics, database};
+  app::ModuleContext ctx{ioc.get_executor(), pool, config, router, workspace_router, nullptr, health, metrics, database};
 
   Fixture() {
     config.public_url = "http://127.0.0.1:8080";
@@ -155,9 +159,59 @@ TEST(AuthModule, JoiningGrantsTheRoleAtOnce) {
   std::string token = auth::random_token();
   f.tdb.query("INSERT INTO invites (token_hash, owner_id, project, role) VALUES (decode('" +
               auth::hex(auth::hash_token(token)) + "', 'hex'), '" + owner + "', 'P', 'editor')");
-  auto r = f.call(bh::verb::get, "/join/" + token, f.session_for(member));
-  EXPECT_EQ(r.result_int(), 302);
+  auto page = f.call(bh::verb::get, "/join/" + token, f.session_for(member));
+  EXPECT_EQ(page.result_int(), 200);
+  EXPECT_EQ(f.role(member, owner), std::nullopt);  // a GET changes nothing
+  auto r = f.call(bh::verb::post, "/join/" + token, f.session_for(member));
+  EXPECT_EQ(r.result_int(), 303);
   EXPECT_EQ(f.role(member, owner), auth::Role::editor);
+}
+
+// A lookup that overlaps a logout must not cache the session being deleted:
+// the logout's DELETE is held back (another transaction locks the row) while
+// a lookup reads the row; once the logout is through, the session is gone
+// for the cache too (a cached entry would answer without the database).
+TEST(AuthModule, ALookupDuringALogoutDoesNotBringTheSessionBack) {
+  Fixture f;
+  auto id = f.user("alice");
+  auto token = f.session_for(id);
+  bh::request_header<> h;
+  h.set(bh::field::cookie, "feuille_session=" + token);
+
+  pqxx::connection holder(f.tdb.url());
+  pqxx::work lock(holder);
+  lock.exec("SELECT 1 FROM sessions WHERE token_hash = decode('" + auth::hex(auth::hash_token(token)) +
+            "', 'hex') FOR KEY SHARE");
+  http::Request req{bh::verb::post, "/auth/logout", 11};
+  req.set(bh::field::cookie, "feuille_session=" + token);
+  req.set(bh::field::origin, f.config.public_url);
+  http::RequestContext rc;
+  rc.target = "/auth/logout";
+  rc.path = rc.target;
+  auto m = f.router.match(bh::verb::post, rc.path);
+  ASSERT_TRUE(m.route);
+  auto done = asio::co_spawn(f.ioc, m.route->handler(req, rc), asio::use_future);
+  // The logout waits on the lock; meanwhile a lookup still finds the row.
+  for (int i = 0; i < 20; ++i) f.ioc.run_for(10ms);
+  EXPECT_NE(done.wait_for(0s), std::future_status::ready);
+  auto during = f.run([&]() { return f.module->identify(h); });
+  EXPECT_TRUE(during);
+  lock.commit();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (done.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() < deadline) f.ioc.run_for(10ms);
+  ASSERT_EQ(done.get().result_int(), 302);
+  EXPECT_FALSE(f.run([&]() { return f.module->identify(h); })) << "the cache kept the session the logout deleted";
+}
+
+// Made-up cookies: the first costs a query, the next ones within seconds
+// none (the database is closed: a query would throw).
+TEST(AuthModule, UnknownTokensAreRememberedBriefly) {
+  Fixture f;
+  bh::request_header<> h;
+  h.set(bh::field::cookie, "feuille_session=" + auth::random_token());
+  EXPECT_FALSE(f.run([&]() { return f.module->identify(h); }));
+  f.database.close();
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(f.run([&]() { return f.module->identify(h); }));
 }
 
 TEST(AuthModule, IdentifyHitsTheCacheWithoutTheDatabase) {

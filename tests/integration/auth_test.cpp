@@ -130,6 +130,13 @@ std::map<std::string, std::string> session(const std::string& token) {
   return {{"Cookie", "feuille_session=" + token}};
 }
 
+// POST /join/{invite} as token's user, same-origin.
+HttpResponse join(Daemon& d, const std::string& invite, const std::string& token) {
+  auto h = session(token);
+  h["Origin"] = origin(d);
+  return d.request("POST", "/join/" + invite, h);
+}
+
 std::map<std::string, std::string> bearer(const std::string& token) {
   return {{"Authorization", "Bearer " + token}};
 }
@@ -302,7 +309,9 @@ TEST(AuthGitHub, StateMustBeValidBoundToTheBrowserAndUnused) {
   stolen = victim;
   stolen.browser = attacker.browser;
   expect_page(stolen.finish(fake.issue_code(u)), 400, "Sign-in expired");
-  // ...and it is spent: the rightful browser cannot use it afterwards either.
+  // ...and someone else's attempt does not spend it (the binding is checked
+  // first): the rightful browser still signs in, once.
+  EXPECT_EQ(victim.finish(fake.issue_code(u)).status, 302);
   expect_page(victim.finish(fake.issue_code(u)), 400, "Sign-in expired");
 
   // The person refused at GitHub.
@@ -323,7 +332,7 @@ TEST(AuthGitHub, StateMustBeValidBoundToTheBrowserAndUnused) {
   EXPECT_EQ(tab.finish(fake.issue_code(u)).status, 302);
 
   EXPECT_EQ(count(d, "users"), 1);
-  EXPECT_EQ(count(d, "sessions"), 2);  // the two successful sign-ins only
+  EXPECT_EQ(count(d, "sessions"), 3);  // the three successful sign-ins only
 }
 
 TEST(AuthGitHub, NextIsALocalPathOrTheDashboard) {
@@ -592,7 +601,7 @@ TEST(AuthSessions, CookieIsSecureBehindHttps) {
 
 TEST(AuthCsrf, StateChangingRoutesReachedWithACookieNeedSameOrigin) {
   TempDir data;
-  Daemon d({"--dev-login", "--data-dir", data.path()});
+  Daemon d({"--dev-login", "--data-dir", data.path(), "--workspace-origin", "http://{id}.ws.localhost:{port}"});
   std::string t = dev_login(d, "alice");
   std::string id = d.db().scalar("SELECT id FROM users");
   std::filesystem::create_directories(data.path() + "/" + id + "/Projects/Notes");
@@ -660,7 +669,7 @@ TEST(AuthDevLogin, SignsInByHandleFromTheLoginPage) {
 TEST(AuthSignup, ClosedAdmitsOnlyExistingUsersAndInvitees) {
   FakeOAuth fake;
   TempDir data;
-  Daemon d(args(fake.github_args(), {"--dev-login", "--signup", "closed", "--data-dir", data.path()}));
+  Daemon d(args(fake.github_args(), {"--dev-login", "--signup", "closed", "--data-dir", data.path(), "--workspace-origin", "http://{id}.ws.localhost:{port}"}));
   EXPECT_THAT(d.get("/login").body, HasSubstr("by invitation only"));
   d.db().query("INSERT INTO users (handle) VALUES ('owner')");
   std::string owner = dev_login(d, "owner");
@@ -688,7 +697,7 @@ TEST(AuthSignup, ClosedAdmitsOnlyExistingUsersAndInvitees) {
   ASSERT_EQ(joined.status, 302) << joined.body;
   EXPECT_EQ(joined.header("location"), "/join/" + invite);
   auto member = cookie_value(joined, "feuille_session");
-  EXPECT_EQ(d.get("/join/" + invite, session(member)).header("location"), "/u/" + owner_id + "/?project=Paper");
+  EXPECT_EQ(join(d, invite, member).header("location"), "/u/" + owner_id + "/?project=Paper");
   EXPECT_EQ(count(d, "memberships"), 1);
 
   // A revoked invite admits nobody new.
@@ -704,7 +713,7 @@ TEST(AuthSignup, ClosedAdmitsOnlyExistingUsersAndInvitees) {
 
 TEST(AuthInvites, CreateListJoinRevoke) {
   TempDir data;
-  Daemon d({"--dev-login", "--data-dir", data.path()});
+  Daemon d({"--dev-login", "--data-dir", data.path(), "--workspace-origin", "http://{id}.ws.localhost:{port}"});
   std::string owner = dev_login(d, "owner"), member = dev_login(d, "member");
   std::string owner_id = d.db().scalar("SELECT id FROM users WHERE handle = 'owner'");
   std::string member_id = d.db().scalar("SELECT id FROM users WHERE handle = 'member'");
@@ -749,19 +758,28 @@ TEST(AuthInvites, CreateListJoinRevoke) {
   EXPECT_FALSE(items[0].contains("token"));
   EXPECT_EQ(json_of(d.get("/api/invites", bearer(member)))["invites"].size(), 0u);
 
-  // Joining.
+  // Joining: GET shows what the link gives and changes nothing; POST joins.
   EXPECT_EQ(d.get("/join/" + token).header("location"), "/login?next=%2Fjoin%2F" + token);
-  auto join = d.get("/join/" + token, session(member));
-  EXPECT_EQ(join.status, 302);
-  EXPECT_EQ(join.header("location"), "/u/" + owner_id + "/?project=My%20Project");
+  for (int i = 0; i < 2; ++i) {
+    auto offer = d.get("/join/" + token, session(member));
+    EXPECT_EQ(offer.status, 200);
+    EXPECT_THAT(offer.body, AllOf(HasSubstr("@owner"), HasSubstr("My Project"), HasSubstr("editor"),
+                                  HasSubstr("method=\"post\" action=\"/join/" + token + "\"")));
+  }
+  EXPECT_EQ(count(d, "memberships"), 0);
+  EXPECT_EQ(d.request("POST", "/join/" + token, session(member)).status, 403);  // a cross-site form cannot
+  EXPECT_EQ(count(d, "memberships"), 0);
+  auto joined = join(d, token, member);
+  EXPECT_EQ(joined.status, 303);
+  EXPECT_EQ(joined.header("location"), "/u/" + owner_id + "/?project=My%20Project");
   EXPECT_EQ(d.db().scalar("SELECT owner_id || ' ' || member_id || ' ' || project || ' ' || role FROM memberships"),
             owner_id + " " + member_id + " My Project editor");
-  EXPECT_EQ(d.get("/join/" + token, session(member)).status, 302);  // again: harmless
-  auto own = d.get("/join/" + token, session(owner));
+  EXPECT_EQ(join(d, token, member).status, 303);  // again: harmless
+  auto own = join(d, token, owner);
   EXPECT_EQ(own.header("location"), "/u/" + owner_id + "/?project=My%20Project");
   EXPECT_EQ(count(d, "memberships"), 1);
   // The viewer link does not weaken the editor membership of another project.
-  EXPECT_EQ(d.get("/join/" + std::string(json_of(other)["token"]), session(member)).status, 302);
+  EXPECT_EQ(join(d, json_of(other)["token"], member).status, 303);
   EXPECT_EQ(d.db().scalar("SELECT string_agg(project || ':' || role, ',' ORDER BY project) FROM memberships"),
             "My Project:editor,Other:viewer");
 
@@ -786,23 +804,46 @@ TEST(AuthInvites, CreateListJoinRevoke) {
   EXPECT_THAT(made.body, HasSubstr(origin(d) + "/join/"));
   expect_page(d.request("POST", "/dashboard/invites", form, "project=Missing&role=editor"), 404, "no project named");
 
-  // Revoking: by token, then by id; only the owner can.
+  // Removing a member, then joining again.
+  EXPECT_EQ(d.request("DELETE", "/api/members/" + member_id, bearer(member)).status, 404);
+  EXPECT_EQ(d.request("DELETE", "/api/members/" + member_id, bearer(owner)).status, 204);
+  EXPECT_EQ(count(d, "memberships"), 0);
+  EXPECT_EQ(d.request("DELETE", "/api/members/" + member_id, bearer(owner)).status, 404);
+  ASSERT_EQ(join(d, token, member).status, 303);
+  ASSERT_EQ(join(d, json_of(other)["token"], member).status, 303);
+
+  // Revoking: by token, then by id; only the owner can. What an invite gave
+  // ends with it.
   EXPECT_EQ(d.request("DELETE", "/api/invites/" + token, bearer(member)).status, 404);
   EXPECT_EQ(d.request("DELETE", "/api/invites/" + token, bearer(owner)).status, 204);
+  EXPECT_EQ(d.db().scalar("SELECT string_agg(project, ',') FROM memberships"), "Other");
   EXPECT_EQ(d.request("DELETE", "/api/invites/" + token, bearer(owner)).status, 404);
   std::string other_id = json_of(other)["id"];
   EXPECT_EQ(d.request("DELETE", "/api/invites/" + other_id, bearer(owner)).status, 204);
+  EXPECT_EQ(count(d, "memberships"), 0);
   expect_page(d.get("/join/" + token, session(member)), 404, "unknown or was revoked");
+  EXPECT_EQ(join(d, token, member).status, 404);
   expect_page(d.get("/join/" + feuille::auth::random_token(), session(member)), 404, "unknown or was revoked");
   expect_page(d.get("/join/%3Cjunk%3E", session(member)), 404, "unknown or was revoked");
   EXPECT_EQ(json_of(d.get("/api/invites", bearer(owner)))["invites"].size(), 1u);  // the dashboard's one
   // The daemon never logs an invite token (the path is redacted).
   EXPECT_THAT(d.process().stderr_text(), Not(HasSubstr(token)));
+}
 
-  // Removing a member.
-  EXPECT_EQ(d.request("DELETE", "/api/members/" + member_id, bearer(member)).status, 404);
-  EXPECT_EQ(d.request("DELETE", "/api/members/" + member_id, bearer(owner)).status, 204);
-  EXPECT_EQ(count(d, "memberships"), 0);
+// Without workspace-origin a shared workspace would run its owner's content
+// on feuilled's origin, with the member's session: sharing is refused.
+TEST(AuthInvites, RefusedWithoutAWorkspaceOrigin) {
+  TempDir data;
+  Daemon d({"--dev-login", "--data-dir", data.path()});
+  std::string owner = dev_login(d, "owner");
+  std::string owner_id = d.db().scalar("SELECT id FROM users WHERE handle = 'owner'");
+  std::filesystem::create_directories(data.path() + "/" + owner_id + "/Projects/Notes");
+  auto h = bearer(owner);
+  h["Content-Type"] = "application/json";
+  auto r = d.request("POST", "/api/invites", h, R"({"project":"Notes","role":"viewer"})");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_THAT(json_of(r)["error"].get<std::string>(), HasSubstr("workspace-origin"));
+  EXPECT_EQ(count(d, "invites"), 0);
 }
 
 TEST(AuthRateLimit, SignInRoutesArePerClientAddressBehindTrustedProxies) {

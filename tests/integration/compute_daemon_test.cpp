@@ -41,6 +41,17 @@ TEST(ComputeDaemon, ReadyzHasACheckPerHost) {
               HasSubstr("cannot connect to unix:///nonexistent/podman.sock"));
   EXPECT_EQ(j["checks"]["database"]["ok"], true);
   EXPECT_EQ(d.get("/healthz").status, 200);  // a host that does not answer does not stop feuilled
+
+  // Anyone outside metrics-allow sees which checks pass, not why one fails
+  // (no socket paths, no error text); the log has the details.
+  Daemon anonymous({"--compute-host", kGoneHost, "--metrics-allow", "10.0.0.0/8"});
+  auto a = anonymous.get("/readyz");
+  EXPECT_EQ(a.status, 503) << a.body;
+  auto aj = nlohmann::json::parse(a.body);
+  EXPECT_EQ(aj["checks"]["host:gone"]["ok"], false);
+  EXPECT_FALSE(aj["checks"]["host:gone"].contains("detail")) << a.body;
+  EXPECT_THAT(a.body, ::testing::Not(HasSubstr("nonexistent")));
+  EXPECT_TRUE(anonymous.process().wait_for_stderr("readiness check host:gone failing", 5s));
 }
 
 TEST(ComputeDaemon, MetricsHaveWorkspaceStatesAndStartDurations) {

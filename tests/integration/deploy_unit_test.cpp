@@ -79,7 +79,7 @@ TEST(DeployUnit, TheUnitsCapabilitiesStartAnIsolatedWorkspace) {
   w.post("/api/workspace/start", alice);
   ASSERT_TRUE(w.wait_state(alice, "running")) << w.workspace(alice).dump();
   auto me = json::parse(w.daemon->get("/api/me", w.as(alice)).body);
-  auto r = w.daemon->get("/u/" + me["id"].get<std::string>() + "/api/_standin/runtime", w.as(alice));
+  auto r = w.daemon->get("/u/" + me["id"].get<std::string>() + "/api/_standin/runtime", w.in(alice, me["id"]));
   EXPECT_EQ(r.status, 200) << r.body;  // the editor reached its runtime through the gateway
 }
 

@@ -213,7 +213,7 @@ TEST(Isolation, FromInsideATenantsContainersNothingAnswersButItsOwnGatewayAndThe
   // its own namespace, and a host process binding it on the host, get nothing.
   {
     Listener in_a(a_editor_ns, b_editor), on_host("", b_editor);
-    auto r = w.daemon->get("/u/" + b_id + "/whoami", w.as(bob));
+    auto r = w.daemon->get("/u/" + b_id + "/whoami", w.in(bob, b_id));
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(json::parse(r.body)["role"], "editor");  // B's own editor answered
     for (int fd : {in_a.fd, on_host.fd}) {
@@ -222,7 +222,7 @@ TEST(Isolation, FromInsideATenantsContainersNothingAnswersButItsOwnGatewayAndThe
     }
   }
   // The proxy serves A and refuses B.
-  EXPECT_EQ(w.daemon->get("/u/" + a_id + "/whoami", w.as(alice)).status, 200);
+  EXPECT_EQ(w.daemon->get("/u/" + a_id + "/whoami", w.in(alice, a_id)).status, 200);
   EXPECT_EQ(w.daemon->get("/u/" + b_id + "/whoami", w.as(alice)).status, 403);
 }
 

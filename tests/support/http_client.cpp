@@ -142,7 +142,8 @@ HttpResponse http_request(int port, const std::string& method, const std::string
                           const std::map<std::string, std::string>& headers, const std::string& body,
                           const std::string& host) {
   RawConnection c(host, port);
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) + "\r\n";
+  std::string req = method + " " + target + " HTTP/1.1\r\n";
+  if (!headers.count("Host")) req += "Host: " + host + ":" + std::to_string(port) + "\r\n";  // unless given
   for (auto& [k, v] : headers) req += k + ": " + v + "\r\n";
   if (!body.empty() || method == "POST" || method == "PUT") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   req += "Connection: close\r\n\r\n" + body;

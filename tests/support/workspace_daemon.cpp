@@ -18,7 +18,8 @@ WorkspaceDaemon::WorkspaceDaemon(std::vector<std::string> extra, std::string pod
     : podman_(std::move(podman)) {
   chmod(data_.path().c_str(), 0755);
   auto args = standin_args();
-  args.insert(args.end(), {"--dev-login", "--data-dir", data_.path() + "/users"});
+  args.insert(args.end(), {"--dev-login", "--data-dir", data_.path() + "/users", "--workspace-origin",
+                           "http://{id}.ws.localhost:{port}"});
   if (!podman_.empty()) args.insert(args.end(), {"--compute-host", compute_host_arg(podman_)});
   args.insert(args.end(), extra.begin(), extra.end());
   args_ = args;
@@ -70,6 +71,40 @@ HttpResponse WorkspaceDaemon::post(const std::string& path, const std::string& t
   return d->request("POST", path,
                     {{"Cookie", "feuille_session=" + token},
                      {"Origin", "http://127.0.0.1:" + std::to_string(d->port())}});
+}
+
+std::string WorkspaceDaemon::workspace_host(const std::string& owner_id, Daemon* d) const {
+  d = d ? d : daemon.get();
+  return owner_id + ".ws.localhost:" + std::to_string(d->port());
+}
+
+std::string WorkspaceDaemon::workspace_origin(const std::string& owner_id, Daemon* d) const {
+  return "http://" + workspace_host(owner_id, d);
+}
+
+std::map<std::string, std::string> WorkspaceDaemon::in(const std::string& token, const std::string& owner_id,
+                                                       bool post, Daemon* d, bool fresh) {
+  d = d ? d : daemon.get();
+  std::string& cookie = entered_[token + owner_id + std::to_string(d->port())];
+  if (cookie.empty() || fresh) {
+    cookie.clear();
+    auto first = d->get("/u/" + owner_id + "/", as(token));
+    std::string location = first.header("location");
+    const std::string enter = workspace_origin(owner_id, d) + "/_feuille/enter?ticket=";
+    EXPECT_EQ(first.status, 302) << first.body;
+    EXPECT_EQ(location.rfind(enter, 0), 0u) << location;
+    if (location.rfind(enter, 0) == 0) {
+      auto second = d->get(location.substr(workspace_origin(owner_id, d).size()), {{"Host", workspace_host(owner_id, d)}});
+      EXPECT_EQ(second.status, 302) << second.body;
+      EXPECT_EQ(second.header("location"), "/u/" + owner_id + "/");
+      for (auto [it, end] = second.headers.equal_range("set-cookie"); it != end; ++it)
+        if (it->second.rfind("feuille_ws=", 0) == 0) cookie = it->second.substr(11, it->second.find(';') - 11);
+      EXPECT_FALSE(cookie.empty()) << "no workspace cookie";
+    }
+  }
+  std::map<std::string, std::string> h{{"Host", workspace_host(owner_id, d)}, {"Cookie", "feuille_ws=" + cookie}};
+  if (post) h["Origin"] = workspace_origin(owner_id, d);
+  return h;
 }
 
 nlohmann::json WorkspaceDaemon::workspace(const std::string& token, Daemon* d) {

@@ -30,6 +30,17 @@ class WorkspaceDaemon {
   // The session cookie (and, for a state change, the same-origin Origin).
   std::map<std::string, std::string> as(const std::string& token, bool post = false) const;
   HttpResponse post(const std::string& path, const std::string& token, Daemon* d = nullptr);
+  // Workspace origins (the daemon runs with workspace-origin
+  // http://{id}.ws.localhost:{port}). The Host of owner's workspace origin.
+  std::string workspace_host(const std::string& owner_id, Daemon* d = nullptr) const;
+  std::string workspace_origin(const std::string& owner_id, Daemon* d = nullptr) const;
+  // Enters owner's workspace as token's user the way a browser does (GET
+  // /u/{owner}/ on public-url, its 302 through a ticket, the cookie the
+  // workspace origin sets) and returns the headers of a request there: Host
+  // and the feuille_ws cookie (and the same-origin Origin for a state
+  // change). The cookie is kept for the next call (`fresh` asks anew).
+  std::map<std::string, std::string> in(const std::string& token, const std::string& owner_id, bool post = false,
+                                        Daemon* d = nullptr, bool fresh = false);
   nlohmann::json workspace(const std::string& token, Daemon* d = nullptr);
   bool wait_state(const std::string& token, const std::string& state, Daemon* d = nullptr,
                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
@@ -38,6 +49,7 @@ class WorkspaceDaemon {
   std::string instance;
 
  private:
+  std::map<std::string, std::string> entered_;  // token + owner -> feuille_ws cookie
   TempDir data_;
   std::string podman_;
   std::vector<std::string> args_;

@@ -10,6 +10,7 @@
 #include "auth/rate_limiter.hpp"
 #include "auth/request_checks.hpp"
 #include "auth/tokens.hpp"
+#include "auth/workspace_origin.hpp"
 #include "db/users.hpp"
 #include "http/url.hpp"
 
@@ -122,8 +123,7 @@ TEST(AuthUuid, ParsesCanonicalFormOnly) {
 
 TEST(AuthRateLimiter, BurstThenRefill) {
   RateLimiter limiter(3, 60);  // 3 at once, then one a second
-  RateLimiter::Address a{}, b{};
-  a[15] = 1;
+  RateLimiter::Address a{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1}, b = a;  // IPv4
   b[15] = 2;
   auto t0 = RateLimiter::Clock::time_point{} + std::chrono::hours(1);
   EXPECT_EQ(limiter.take(a, t0), 0u);
@@ -146,6 +146,43 @@ TEST(AuthRateLimiter, BoundedMemory) {
   EXPECT_LE(limiter.size(), 10u);
 }
 
+TEST(AuthRateLimiter, IPv6IsKeyedByItsSlash64) {
+  RateLimiter limiter(2, 60);
+  auto t0 = RateLimiter::Clock::time_point{} + std::chrono::hours(1);
+  RateLimiter::Address a{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1}, b = a, other = a;
+  a[15] = 1;
+  b[15] = 2;  // same /64
+  b[9] = 7;
+  other[7] = 2;  // another /64
+  EXPECT_EQ(limiter.take(a, t0), 0u);
+  EXPECT_EQ(limiter.take(b, t0), 0u);
+  EXPECT_GE(limiter.take(a, t0), 1u);  // the /64's burst is spent
+  EXPECT_EQ(limiter.take(other, t0), 0u);
+  // IPv4 (mapped) addresses stay whole.
+  RateLimiter::Address v4a{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1}, v4b = v4a;
+  v4b[15] = 2;
+  EXPECT_EQ(limiter.take(v4a, t0), 0u);
+  EXPECT_EQ(limiter.take(v4a, t0), 0u);
+  EXPECT_EQ(limiter.take(v4b, t0), 0u);
+}
+
+TEST(AuthRateLimiter, AFullTableSlowsOnlyNewcomers) {
+  RateLimiter limiter(2, 60, 4);
+  auto t0 = RateLimiter::Clock::time_point{} + std::chrono::hours(1);
+  auto addr = [](int i) {
+    RateLimiter::Address a{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0};
+    a[15] = static_cast<std::uint8_t>(i);
+    return a;
+  };
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(limiter.take(addr(i), t0), 0u);  // the table is full of live buckets
+  // Newcomers share the overflow bucket: 20 pass, then they wait.
+  int passed = 0;
+  for (int i = 10; i < 40; ++i) passed += limiter.take(addr(i), t0) == 0;
+  EXPECT_EQ(passed, 20);
+  EXPECT_EQ(limiter.take(addr(0), t0), 0u);  // a known address keeps its own bucket
+  EXPECT_EQ(limiter.size(), 4u);
+}
+
 TEST(AuthStates, SingleUseAndExpireAfterTenMinutes) {
   OAuthStates states;
   auto t0 = OAuthStates::Clock::time_point{} + std::chrono::hours(1);
@@ -153,17 +190,19 @@ TEST(AuthStates, SingleUseAndExpireAfterTenMinutes) {
   auto s = states.add("github", "/next", browser, t0);
   ASSERT_TRUE(s);
   EXPECT_TRUE(is_token(*s));
-  auto p = states.take(*s, t0 + std::chrono::minutes(9));
+  auto stranger = hash_token(random_token());
+  EXPECT_FALSE(states.take(*s, stranger, t0));  // another browser: refused, and the state stays
+  auto p = states.take(*s, browser, t0 + std::chrono::minutes(9));
   ASSERT_TRUE(p);
   EXPECT_EQ(p->provider, "github");
   EXPECT_EQ(p->next, "/next");
   EXPECT_TRUE(equal_hashes(p->browser, browser));
-  EXPECT_FALSE(states.take(*s, t0 + std::chrono::minutes(9)));  // replay
+  EXPECT_FALSE(states.take(*s, browser, t0 + std::chrono::minutes(9)));  // replay
 
   auto late = states.add("github", "/", browser, t0);
-  EXPECT_FALSE(states.take(*late, t0 + std::chrono::minutes(10)));
+  EXPECT_FALSE(states.take(*late, browser, t0 + std::chrono::minutes(10)));
   EXPECT_EQ(states.size(), 0u);  // taken even when expired
-  EXPECT_FALSE(states.take("not-a-state", t0));
+  EXPECT_FALSE(states.take("not-a-state", browser, t0));
 }
 
 TEST(AuthStates, BoundedAndPrunesExpired) {
@@ -202,4 +241,39 @@ TEST(Handles, ValidAndSuggested) {
   EXPECT_EQ(db::suggest_handle("Zoë Ångström"), "Zo-ngstr-m");
   EXPECT_EQ(db::suggest_handle(std::string(60, 'x')).size(), 39u);
   EXPECT_TRUE(db::valid_handle(db::suggest_handle("a-" + std::string(37, '.') + "b")));
+}
+
+TEST(WorkspaceOrigin, BuildsAndRecognizesEachWorkspacesOrigin) {
+  const std::string id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+  auth::WorkspaceOrigin dev("http://{id}.ws.localhost:8080");
+  EXPECT_EQ(dev.origin(id), "http://" + id + ".ws.localhost:8080");
+  EXPECT_FALSE(dev.secure());
+  EXPECT_EQ(dev.id_of_host(id + ".ws.localhost:8080"), id);
+  EXPECT_EQ(dev.id_of_host("0F8FAD5B-D9CB-469F-A165-70867728950E.WS.localhost:8080"), id);  // lowercased
+  EXPECT_EQ(dev.id_of_host(id + ".ws.localhost:8081"), std::nullopt);  // another port: not this site
+  EXPECT_EQ(dev.id_of_host(id + ".ws.localhost"), std::nullopt);
+  EXPECT_EQ(dev.id_of_host("127.0.0.1:8080"), std::nullopt);
+  EXPECT_EQ(dev.id_of_host("ws.localhost:8080"), std::nullopt);
+  EXPECT_EQ(dev.id_of_host(id + ".ws.localhost.evil:8080"), std::nullopt);
+  // Under the workspace domain but no workspace: "".
+  EXPECT_EQ(dev.id_of_host("www.ws.localhost:8080"), "");
+  EXPECT_EQ(dev.id_of_host("a." + id + ".ws.localhost:8080"), "");
+  EXPECT_EQ(dev.id_of_host("0f8fad5b-d9cb-469f-a165-70867728950g.ws.localhost:8080"), "");
+
+  auth::WorkspaceOrigin prod("https://{id}.ws.example.com");
+  EXPECT_TRUE(prod.secure());
+  EXPECT_EQ(prod.id_of_host(id + ".ws.example.com"), id);
+  EXPECT_EQ(prod.id_of_host(id + ".ws.example.com:443"), id);
+  EXPECT_EQ(prod.id_of_host(id + ".ws.example.com:8443"), std::nullopt);
+  EXPECT_TRUE(prod.origin_matches("https://" + id + ".ws.example.com", id));
+  EXPECT_TRUE(prod.origin_matches("https://" + id + ".ws.example.com:443", id));
+  EXPECT_FALSE(prod.origin_matches("http://" + id + ".ws.example.com", id));
+  EXPECT_FALSE(prod.origin_matches("https://" + id + ".ws.example.com", "11111111-d9cb-469f-a165-70867728950e"));
+  EXPECT_FALSE(prod.origin_matches("https://ws.example.com", id));
+  EXPECT_FALSE(prod.origin_matches("null", id));
+
+  for (std::string bad : {"ftp://{id}.x.com", "https://x.com", "https://{id}.x.com/p", "https://a{id}.x.com",
+                          "https://{id}", "https://{id}.{id}.x.com", "https://{id}.x.com:0", "https://{id}.x_y.com",
+                          "https://u@{id}.x.com"})
+    EXPECT_THROW(auth::WorkspaceOrigin{bad}, std::invalid_argument) << bad;
 }

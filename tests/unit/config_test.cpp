@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "app/cli.hpp"
@@ -110,6 +111,8 @@ listen = ["127.0.0.1:0", "[::1]:0"]
 trusted-proxies = "10.0.0.0/8, ::1/128"
 metrics-allow = ["10.1.2.3"]
 public-url = "https://feuille.example.org/"
+workspace-origin = "https://{id}.ws.example.net"
+workspace-ticket-lifetime = "30s"
 shutdown-grace = "3s"
 http-header-timeout = "2s"
 http-keepalive-timeout = "30s"
@@ -215,6 +218,8 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.find_plan("free")->idle_timeout.count(), 900'000);  // unchanged fields keep the built-in value
   EXPECT_EQ(c.find_plan("huge")->cpus, 4);
   EXPECT_EQ(c.state_dir, "/tmp/feuille-state");
+  EXPECT_EQ(c.workspace_origin, "https://{id}.ws.example.net");
+  EXPECT_EQ(c.workspace_ticket_lifetime.count(), 30'000);
 
   // Every key of the table appears in this test's file.
   std::ifstream in(file);
@@ -296,6 +301,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"trusted-proxies", "10.0.0.0/99", "not an address"},
         BadValue{"metrics-allow", "everyone", "not an address"},
         BadValue{"public-url", "feuille.example.org", "origin"},
+        BadValue{"workspace-ticket-lifetime", "2m", "1s to 60s"}, BadValue{"workspace-ticket-lifetime", "0", "1s to 60s"},
         BadValue{"public-url", "https://x.org/path", "origin"},
         BadValue{"shutdown-grace", "10", "not a duration"}, BadValue{"http-header-timeout", "0", "greater than 0"},
         BadValue{"http-keepalive-timeout", "1y", "not a duration"},
@@ -378,6 +384,45 @@ TEST(Config, ReloadSeesWhichKeysNeedARestart) {
   auto b = parse({"--database-url", kDb, "--log-level", "debug", "--db-pool-size", "3"});
   EXPECT_EQ(changed_restart_keys(a, b), std::vector<std::string>{"db-pool-size"});
   EXPECT_TRUE(changed_restart_keys(a, a).empty());
+}
+
+// Every key the table marks reloadable is applied by a reload, from the
+// table itself: a sample value per key (a new reloadable key without one
+// fails here), and the configuration after the reload equals a fresh parse.
+TEST(Config, ReloadAppliesEveryReloadableKey) {
+  const std::map<std::string, std::vector<std::string>> samples{
+      {"log-level", {"debug"}},         {"start-concurrency", {"3"}},   {"proxy-max-per-user", {"7"}},
+      {"signup", {"closed"}},           {"admins", {"alice"}},          {"monitor-interval", {"9s"}},
+      {"idle-timeout", {"3m"}},         {"idle-cpu-percent", {"4"}},    {"preprovision-percent", {"40"}},
+      {"migrate-percent", {"60"}},      {"plan", {"name=free,memory=128M"}},
+  };
+  const std::vector<std::string> base{"--database-url", kDb};
+  const Invocation before = parse(base);
+  for (const auto& k : config_keys()) {
+    if (!k.reloadable) continue;
+    auto sample = samples.find(k.name);
+    ASSERT_NE(sample, samples.end()) << "no sample value for reloadable key " << k.name;
+    std::vector<std::string> args = base;
+    for (const auto& v : sample->second) args.insert(args.end(), {"--" + k.name, v});
+    const Invocation after = parse(args);
+    ASSERT_FALSE(after.config == before.config) << k.name << ": the sample changes nothing";
+    Config running = before.config;
+    apply_reloadable(after, running);
+    EXPECT_TRUE(running == after.config) << k.name << " was not applied by a reload";
+    apply_reloadable(before, running);  // and taken back out of the file
+    EXPECT_TRUE(running == before.config) << k.name << " kept its reloaded value after it was removed";
+  }
+}
+
+TEST(Config, WorkspaceOrigin) {
+  EXPECT_TRUE(parse({"--database-url", kDb}).config.workspace_origin.empty());
+  EXPECT_EQ(parse({"--dev"}).config.workspace_origin, "http://{id}.ws.localhost:{port}");
+  EXPECT_EQ(parse({"--database-url", kDb, "--workspace-origin", "https://{id}.ws.example.com"}).config.workspace_origin,
+            "https://{id}.ws.example.com");
+  for (std::string bad : {"{id}.ws.example.com", "https://ws.example.com", "https://{id}.ws.example.com/path",
+                          "https://x{id}.example.com", "https://{id}", "https://{id}.{id}.example.com",
+                          "https://{id}.ws.example.com:99999"})
+    EXPECT_THAT(error_of({"--database-url", kDb, "--workspace-origin", bad}), StartsWith("workspace-origin: ")) << bad;
 }
 
 TEST(Config, FreshParserPerCall) {

@@ -66,6 +66,12 @@ TEST(ProxyHeaders, UpstreamRequestAddsAndStripsWhatTheSpecSays) {
 TEST(ProxyHeaders, UpgradeKeepsUpgradeAndChunkedIsDeclared) {
   auto h = request({{"Host", "h"}, {"Connection", "Upgrade"}, {"Upgrade", "websocket"},
                     {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, {"Sec-WebSocket-Version", "13"}});
+  EXPECT_FALSE(is_upgrade(h)) << "only a GET can be an upgrade";
+  std::string posted;
+  write_upstream_request(h, info(), {Framing::sized, 3}, false, posted);  // relayed as plain HTTP, framed
+  EXPECT_THAT(posted, Not(HasSubstr("Upgrade")));
+  EXPECT_THAT(posted, HasSubstr("Content-Length: 3\r\nConnection: keep-alive\r\n\r\n"));
+  h.method(bh::verb::get);
   EXPECT_TRUE(is_upgrade(h));
   std::string out;
   write_upstream_request(h, info(), {}, true, out);
@@ -86,11 +92,24 @@ TEST(ProxyHeaders, UpgradesCarryTheEditorsTokenInTheQueryAndNoOther) {
   EXPECT_EQ(upgrade_query("a=1&&tokens=3", "T"), "a=1&tokens=3&token=T");
 }
 
-TEST(ProxyHeaders, CookieWithOnlyTheSessionIsDropped) {
-  EXPECT_FALSE(strip_session_cookie("feuille_session=x"));
-  EXPECT_EQ(*strip_session_cookie("feuille_session=x;theme=dark"), "theme=dark");
-  EXPECT_EQ(*strip_session_cookie(" a=1 ;b=2"), "a=1; b=2");
-  EXPECT_EQ(*strip_session_cookie("feuille_sessionX=1"), "feuille_sessionX=1");
+TEST(ProxyHeaders, OurCookiesAndNamelessOnesAreDropped) {
+  EXPECT_FALSE(strip_own_cookies("feuille_session=x"));
+  EXPECT_EQ(*strip_own_cookies("feuille_session=x;theme=dark"), "theme=dark");
+  EXPECT_EQ(*strip_own_cookies(" a=1 ;b=2"), "a=1; b=2");
+  EXPECT_EQ(*strip_own_cookies("Feuille_ws=w; feuille_sessionX=1; c=3"), "c=3");
+  EXPECT_EQ(*strip_own_cookies("=feuille_session=x; justavalue; d=4"), "d=4");
+}
+
+TEST(ProxyHeaders, ForwardedAndMethodOverridesAreDropped) {
+  auto h = request({{"Host", "h"},
+                    {"Forwarded", "for=1.2.3.4;host=evil"},
+                    {"X-HTTP-Method-Override", "DELETE"},
+                    {"X-HTTP-Method", "PUT"},
+                    {"x-method-override", "PATCH"}});
+  h.method(bh::verb::get);
+  std::string out;
+  write_upstream_request(h, info(), {}, false, out);
+  for (auto gone : {"Forwarded:", "evil", "DELETE", "PUT", "PATCH", "verride"}) EXPECT_THAT(out, Not(HasSubstr(gone))) << gone;
 }
 
 TEST(ProxyHeaders, ClientResponseDropsHopByHopAndOurCookies) {
