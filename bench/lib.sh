@@ -181,6 +181,20 @@ bench_pairs() {
   PAIR_P99=$(awk '{print $2}' "$ratios" | bench_median)
 }
 
+# Enters USER_ID's workspace on its own origin (feuilled runs with
+# --workspace-origin http://{id}.ws.localhost:{port}) with the session
+# COOKIE, the way a browser does (the ticket's 302s); sets WS_HOST (the Host
+# of that origin) and WS_AUTH ("Cookie: feuille_ws=...").
+bench_enter() {
+  local user=$1 cookie=$2 f=http://127.0.0.1:$FEUILLED_PORT location ws
+  WS_HOST=$user.ws.localhost:$FEUILLED_PORT
+  location=$(curl -s -o /dev/null -w '%{redirect_url}' -H "Cookie: feuille_session=$cookie" "$f/u/$user/")
+  ws=$(curl -s -i -H "Host: $WS_HOST" "$f${location#http://$WS_HOST}" |
+    sed -n 's/^[Ss]et-[Cc]ookie: feuille_ws=\([^;]*\).*/\1/p' | tr -d '\r')
+  [ -n "$ws" ] || { echo "entering the workspace of $user failed ($location)" >&2; exit 1; }
+  WS_AUTH="Cookie: feuille_ws=$ws"
+}
+
 # Signs HANDLE in with dev login on the running feuilled and starts its
 # workspace; sets COOKIE, AUTH ("Cookie: ..."), USER_ID once it runs.
 bench_workspace() {

@@ -9,8 +9,8 @@
 #  - "http": its editor is bench/upstream.c (static, from the user's folder),
 #    a C server much faster than either proxy, so that the proxies are what
 #    is measured (the stand-in editor serves ~8k requests/s: it measured
-#    itself). 1 KiB and 64 KiB responses: wrk -t2 -c64 (feuilled with the
-#    session cookie), ROUNDS (default 5) alternating pairs of 5 s runs:
+#    itself). 1 KiB and 64 KiB responses: wrk -t2 -c64 (feuilled on the
+#    workspace's own origin, issue 13: Host routing and the feuille_ws cookie), ROUNDS (default 5) alternating pairs of 5 s runs:
 #    requests/s, p99, CPU per request of the proxy; median ratios of the pairs.
 #    Targets: >= 1.0x nginx requests/s, p99 <= 1.2x nginx's; direct must be
 #    >= 2x the best proxy's requests/s, else the upstream is measured. Also
@@ -30,7 +30,7 @@ bench_podman
 mkdir -p "$BENCH_TMP/users"
 gcc -static -O2 -o "$BENCH_TMP/upstream" "$BENCH_ROOT/bench/upstream.c"
 bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL,address=127.0.0.1" --dev-login \
-  --data-dir "$BENCH_TMP/users" --proxy-max-per-user 20000 \
+  --data-dir "$BENCH_TMP/users" --proxy-max-per-user 20000 --workspace-origin 'http://{id}.ws.localhost:{port}' \
   --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
   --editor-command "/home/user/.bench/editor editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
   --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities"
@@ -42,7 +42,8 @@ bench_prepare_home() {
   install -D -m 0755 "$EDITOR_PROGRAM" "$BENCH_TMP/users/$1/.bench/editor"
 }
 # The workspace of HANDLE with EDITOR_PROGRAM as its editor; sets
-# <PREFIX>_USER, _AUTH, _COOKIE, _PORT, _TOKEN, _NS.
+# <PREFIX>_USER, _AUTH and _HOST (on the workspace's origin), _COOKIE (its
+# feuille_ws value), _PORT, _TOKEN, _NS.
 workspace() {
   local prefix=$1 handle=$2
   EDITOR_PROGRAM=$3
@@ -50,9 +51,11 @@ workspace() {
   local port token
   read -r port token < <(psql -Atq -F ' ' "$BENCH_DB_URL" \
     -c "SELECT port, token FROM runtimes WHERE kind = 'editor' AND user_id = '$USER_ID'")
+  bench_enter "$USER_ID" "$COOKIE"
   printf -v "${prefix}_USER" %s "$USER_ID"
-  printf -v "${prefix}_AUTH" %s "$AUTH"
-  printf -v "${prefix}_COOKIE" %s "$COOKIE"
+  printf -v "${prefix}_AUTH" %s "$WS_AUTH"
+  printf -v "${prefix}_HOST" %s "$WS_HOST"
+  printf -v "${prefix}_COOKIE" %s "${WS_AUTH#Cookie: }"
   printf -v "${prefix}_PORT" %s "$port"
   printf -v "${prefix}_TOKEN" %s "$token"
   printf -v "${prefix}_NS" %s "$(bench_sandbox_key "feuille-ed-$USER_ID")"
@@ -87,14 +90,14 @@ WS_NGINX_PORT=$NGINX_PORT WS_NGINX_WORKERS=$NGINX_WORKERS
 
 # Idle WebSockets first: on fresh heaps, so RSS growth is what the tunnels take.
 echo "== $IDLE idle WebSockets =="
-idle() {  # netns port path cookie pids -> KiB per WebSocket
-  local in_ns=() port=$2 path=$3 cookie=$4 pids=$5
+idle() {  # netns port path cookie pids [host] -> KiB per WebSocket
+  local in_ns=() port=$2 path=$3 cookie=$4 pids=$5 host=${6:-127.0.0.1:$2}
   [ -n "$1" ] && in_ns=(nsenter --net="$1")
   sleep 1
   local before after
   before=$(bench_rss_kib "$pids")
   mkfifo "$BENCH_TMP/hold"
-  "${in_ns[@]}" "$WSBENCH" idle "$port" "$path" "$IDLE" "$cookie" <"$BENCH_TMP/hold" >"$BENCH_TMP/idle.out" &
+  "${in_ns[@]}" "$WSBENCH" idle "$port" "$path" "$IDLE" "$cookie" "$host" <"$BENCH_TMP/hold" >"$BENCH_TMP/idle.out" &
   local holder=$!
   exec 9>"$BENCH_TMP/hold"
   for _ in $(seq 1 1200); do
@@ -112,7 +115,7 @@ idle() {  # netns port path cookie pids -> KiB per WebSocket
 }
 # mrmd-server reads a WebSocket's token from the query only: nginx's client gives it.
 ni=$(idle "$WS_NS" "$WS_NGINX_PORT" "/ws?token=$WS_TOKEN" "" "$WS_NGINX_WORKERS")
-fi=$(idle "" "$FEUILLED_PORT" "/u/$WS_USER/ws" "feuille_session=$WS_COOKIE" "$FEUILLED_PID")
+fi=$(idle "" "$FEUILLED_PORT" "/u/$WS_USER/ws" "$WS_COOKIE" "$FEUILLED_PID" "$WS_HOST")
 echo "nginx:    $ni KiB per idle WebSocket"
 echo "feuilled: $fi KiB per idle WebSocket (target <= 10)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -121,12 +124,12 @@ for size in 1024 65536; do
   read -r d_rps d_p99 _ <<<"$(WRK_NETNS=$HTTP_NS WRK_DURATION=5s bench_wrk "http://127.0.0.1:$HTTP_PORT/_bytes?size=$size")"
   echo "== $size B responses (direct, in the editor's namespace: $d_rps requests/s, p99 $d_p99 ms; baseline: nginx) =="
   BASE_NETNS=$HTTP_NS bench_pairs "http://127.0.0.1:$HTTP_NGINX_PORT/_bytes?size=$size" "$HTTP_NGINX_WORKERS" \
-    "$F/u/$HTTP_USER/_bytes?size=$size" "$FEUILLED_PID" -H "$HTTP_AUTH"
+    "$F/u/$HTTP_USER/_bytes?size=$size" "$FEUILLED_PID" -H "$HTTP_AUTH" -H "Host: $HTTP_HOST"
   echo "ratio $size B (median of ${ROUNDS:-5} pairs): requests/s ${PAIR_RPS}x nginx (target >= 1.0)," \
     "p99 ${PAIR_P99}x nginx (target <= 1.2)"
   echo "-- the same against nginx on the host, to the upstream on the host --"
   bench_pairs "http://127.0.0.1:$HOST_NGINX_PORT/_bytes?size=$size" "$HOST_NGINX_WORKERS" \
-    "$F/u/$HTTP_USER/_bytes?size=$size" "$FEUILLED_PID" -H "$HTTP_AUTH"
+    "$F/u/$HTTP_USER/_bytes?size=$size" "$FEUILLED_PID" -H "$HTTP_AUTH" -H "Host: $HTTP_HOST"
   echo "ratio $size B against nginx on the host: requests/s ${PAIR_RPS}x, p99 ${PAIR_P99}x"
   read -r d2_rps _ <<<"$(WRK_NETNS=$HTTP_NS WRK_DURATION=5s bench_wrk "http://127.0.0.1:$HTTP_PORT/_bytes?size=$size")"
   echo "direct again: $d2_rps requests/s (must be >= 2x the best proxy's)"
@@ -135,7 +138,7 @@ done
 echo "== WebSocket round trip, 1000 sequential 32-byte echoes =="
 wd=$(nsenter --net="$WS_NS" "$WSBENCH" rtt "$WS_PORT" "/ws?token=$WS_TOKEN" 1000)
 wn=$(nsenter --net="$WS_NS" "$WSBENCH" rtt "$WS_NGINX_PORT" "/ws?token=$WS_TOKEN" 1000)
-wf=$("$WSBENCH" rtt "$FEUILLED_PORT" "/u/$WS_USER/ws" 1000 "feuille_session=$WS_COOKIE")
+wf=$("$WSBENCH" rtt "$FEUILLED_PORT" "/u/$WS_USER/ws" 1000 "$WS_COOKIE" "$WS_HOST")
 echo "direct:   $wd"
 echo "nginx:    $wn"
 echo "feuilled: $wf"

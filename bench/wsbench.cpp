@@ -1,8 +1,9 @@
 // feuille_wsbench: WebSocket measurements for bench/proxy.sh.
-//   feuille_wsbench rtt  PORT PATH COUNT [COOKIE]   sequential 32-byte echoes: median and p99 round trip
-//   feuille_wsbench idle PORT PATH COUNT [COOKIE]   opens COUNT WebSockets, prints "open COUNT", holds them
-//                                                   until stdin closes, then closes them
-// Always 127.0.0.1.
+//   feuille_wsbench rtt  PORT PATH COUNT [COOKIE [HOST]]   sequential 32-byte echoes: median and p99 round trip
+//   feuille_wsbench idle PORT PATH COUNT [COOKIE [HOST]]   opens COUNT WebSockets, prints "open COUNT", holds
+//                                                          them until stdin closes, then closes them
+// Always to 127.0.0.1; HOST (a workspace origin's host:port) is sent as Host,
+// and http://HOST as Origin (default 127.0.0.1:PORT).
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -24,15 +25,15 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::unique_ptr<websocket::stream<tcp::socket>> open(asio::io_context& ioc, unsigned short port, const std::string& path,
-                                                     const std::string& cookie) {
+                                                     const std::string& cookie, const std::string& host) {
   auto ws = std::make_unique<websocket::stream<tcp::socket>>(ioc);
   ws->next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   ws->next_layer().set_option(tcp::no_delay(true));
   ws->set_option(websocket::stream_base::decorator([&](websocket::request_type& req) {
     if (!cookie.empty()) req.set(beast::http::field::cookie, cookie);
-    req.set(beast::http::field::origin, "http://127.0.0.1:" + std::to_string(port));
+    req.set(beast::http::field::origin, "http://" + host);
   }));
-  ws->handshake("127.0.0.1:" + std::to_string(port), path);
+  ws->handshake(host, path);
   return ws;
 }
 
@@ -40,7 +41,7 @@ std::unique_ptr<websocket::stream<tcp::socket>> open(asio::io_context& ioc, unsi
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: feuille_wsbench rtt|idle PORT PATH COUNT [COOKIE]\n");
+    std::fprintf(stderr, "usage: feuille_wsbench rtt|idle PORT PATH COUNT [COOKIE [HOST]]\n");
     return 2;
   }
   std::string mode = argv[1];
@@ -48,10 +49,11 @@ int main(int argc, char** argv) {
   std::string path = argv[3];
   int count = std::stoi(argv[4]);
   std::string cookie = argc > 5 ? argv[5] : "";
+  std::string host = argc > 6 ? argv[6] : "127.0.0.1:" + std::to_string(port);
   asio::io_context ioc;
   try {
     if (mode == "rtt") {
-      auto ws = open(ioc, port, path, cookie);
+      auto ws = open(ioc, port, path, cookie, host);
       std::string message(32, 'x');
       beast::flat_buffer buffer;
       std::vector<double> us;
@@ -70,7 +72,7 @@ int main(int argc, char** argv) {
     } else if (mode == "idle") {
       std::vector<std::unique_ptr<websocket::stream<tcp::socket>>> all;
       all.reserve(static_cast<std::size_t>(count));
-      for (int i = 0; i < count; ++i) all.push_back(open(ioc, port, path, cookie));
+      for (int i = 0; i < count; ++i) all.push_back(open(ioc, port, path, cookie, host));
       std::printf("open %d\n", count);
       std::fflush(stdout);
       std::string line;
