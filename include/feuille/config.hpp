@@ -100,6 +100,8 @@ struct Config {
   Duration start_timeout{60'000};
   int start_concurrency = 8;
   int proxy_max_per_user = 200;
+  int proxy_max_per_client = 1000;         // proxied requests and WebSockets open at once per client address
+  Duration proxy_websocket_ping{60'000};   // a quiet WebSocket gets a ping after this; 0 = never
 
   // publish
   std::uint64_t publish_cache_bytes = 64ULL * 1024 * 1024;  // rendered pages kept in memory

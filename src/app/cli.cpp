@@ -432,8 +432,14 @@ std::vector<Key> build_table() {
   add("start-concurrency", Kind::value, "8", "workspace starts in flight across users", true,
       [](B b) { return b.integer(&Config::start_concurrency, 1, 1024); });
   add("proxy-max-per-user", Kind::value, "200",
-      "proxied requests and WebSockets open at once per workspace, all callers together (429 past it)", true,
+      "proxied requests and WebSockets open at once per workspace and caller (429 past it)", true,
       [](B b) { return b.integer(&Config::proxy_max_per_user, 1, 1'000'000); });
+  add("proxy-max-per-client", Kind::value, "1000",
+      "proxied requests and WebSockets open at once per client address (after trusted-proxies; 429 past it)", true,
+      [](B b) { return b.integer(&Config::proxy_max_per_client, 1, 1'000'000); });
+  add("proxy-websocket-ping", Kind::value, "60s",
+      "a proxied WebSocket quiet this long gets a ping; unanswered as long again, it is closed (0 = never)", true,
+      [](B b) { return b.duration(&Config::proxy_websocket_ping); });
 
   // publish
   add("publish-cache-size", Kind::value, "64M", "memory for rendered published pages (0 = render every request)",

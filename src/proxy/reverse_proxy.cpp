@@ -149,6 +149,11 @@ struct ReverseProxy::Metrics {
                    .Help("WebSocket data frames from browsers (counted as activity)")
                    .Register(r)
                    .Add({})),
+        dead_tunnels(prometheus::BuildCounter()
+                         .Name("feuille_proxy_websocket_dead_total")
+                         .Help("Quiet WebSockets closed because the browser did not answer feuilled's ping")
+                         .Register(r)
+                         .Add({})),
         connect_errors(prometheus::BuildCounter()
                            .Name("feuille_proxy_upstream_connect_errors_total")
                            .Help("Editors that could not be reached")
@@ -172,6 +177,7 @@ struct ReverseProxy::Metrics {
   prometheus::Counter& bytes_down;
   prometheus::Gauge& websockets;
   prometheus::Counter& frames;
+  prometheus::Counter& dead_tunnels;
   prometheus::Counter& connect_errors;
   prometheus::Histogram& ttfb;
   std::unordered_map<unsigned, prometheus::Counter*> by_status;
@@ -231,6 +237,7 @@ asio::awaitable<void> ReverseProxy::sweep_loop() {
     sweep_timer_.expires_after(std::chrono::seconds(2));
     if (auto [ec] = co_await sweep_timer_.async_wait(tuple_awaitable); ec) co_return;
     pool_.sweep();
+    probe_tunnels();
   }
 }
 
@@ -276,7 +283,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
 
   // Who is calling (a workspace cookie on a workspace origin, the session on
   // a single origin), and may they?
-  Caller who{owner, "", {}, ""};
+  Caller who{owner, "", {}, "", ""};
   std::shared_ptr<const auth::Identity> caller;
   if (on_workspace_origin) {
     if (auto wc = co_await ctx_.authenticator->identify_workspace(h, owner)) {
@@ -327,24 +334,32 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   }
 
   // One caller cannot take every connection: each one (the owner, each
-  // member) has their own allowance.
+  // member) has their own allowance; and one client address has its own.
+  who.client = ex.ctx.client;
   auto& active = active_[who.slot];
-  if (active >= static_cast<std::size_t>(ctx_.config.proxy_max_per_user)) {
-    http::Response res = page(429, "Too Many Requests", "Too many connections to this workspace at once.");
+  auto& from_client = per_client_[who.client];
+  const bool over_caller = active >= static_cast<std::size_t>(ctx_.config.proxy_max_per_user);
+  if (over_caller || from_client >= static_cast<std::size_t>(ctx_.config.proxy_max_per_client)) {
+    if (active == 0) active_.erase(who.slot);
+    if (from_client == 0) per_client_.erase(who.client);
+    http::Response res = page(429, "Too Many Requests",
+                              over_caller ? "Too many connections to this workspace at once."
+                                          : "Too many connections from your address at once.");
     res.set(bh::field::retry_after, "1");
     co_await answer(std::move(res));
     co_return;
   }
   ++active;
+  ++from_client;
   struct Release {
     ReverseProxy& p;
     http::Exchange& ex;
-    const std::string& slot;
+    const Caller& who;
     ~Release() {
       p.exchanges_.erase(&ex);
-      p.release(slot);
+      p.release(who);
     }
-  } slot{*this, ex, who.slot};
+  } slot{*this, ex, who};
   exchanges_.emplace(&ex, &who);
 
   // The editor: running, on its way (wait for it), or stopped (the owner's
@@ -676,7 +691,8 @@ asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnectio
   ex.deadline.disarm();
   if (stopping_) co_return;
   TunnelEvents& events = *this;
-  ++active_[who.slot];  // released in ended()
+  ++active_[who.slot];  // both released in ended()
+  ++per_client_[who.client];
   auto t = std::make_shared<Tunnel>(std::move(client), std::move(up.socket), from_browser, std::move(who), events);
   tunnels_.insert(t.get());
   metrics_->websockets.Increment();
@@ -697,11 +713,23 @@ void ReverseProxy::relayed(std::size_t bytes, bool upward) {
 void ReverseProxy::ended(Tunnel& t) {
   tunnels_.erase(&t);
   metrics_->websockets.Decrement();
-  release(t.who().slot);
+  release(t.who());
 }
 
-void ReverseProxy::release(const std::string& slot) {
-  if (auto it = active_.find(slot); it != active_.end() && --it->second == 0) active_.erase(it);
+void ReverseProxy::probe_tunnels() {
+  const auto quiet = std::chrono::milliseconds(ctx_.config.proxy_websocket_ping.count());
+  if (quiet.count() == 0) return;
+  const auto now = Tunnel::Clock::now();
+  std::vector<std::shared_ptr<Tunnel>> all;
+  all.reserve(tunnels_.size());
+  for (auto* t : tunnels_) all.push_back(t->shared_from_this());  // probe() may close (and end) one
+  for (auto& t : all)
+    if (t->probe(now, quiet, quiet)) metrics_->dead_tunnels.Increment();
+}
+
+void ReverseProxy::release(const Caller& who) {
+  if (auto it = active_.find(who.slot); it != active_.end() && --it->second == 0) active_.erase(it);
+  if (auto it = per_client_.find(who.client); it != per_client_.end() && --it->second == 0) per_client_.erase(it);
 }
 
 void ReverseProxy::revoke(const auth::Revocation& r) {

@@ -52,7 +52,7 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   boost::asio::awaitable<void> send_to_workspace_origin(http::Exchange& ex, const std::string& owner, bool browser);
   boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info);
   boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, Caller who);
-  void release(const std::string& slot);  // a request's or a tunnel's slot in active_
+  void release(const Caller& who);  // a request's or a tunnel's places in active_ and per_client_
   // Closes the tunnels and streams a revocation names, at once.
   void revoke(const auth::Revocation& r);
   // TunnelEvents
@@ -62,6 +62,7 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   void ended(Tunnel& t) override;
   boost::asio::awaitable<bool> user_exists(const std::string& id);
   boost::asio::awaitable<void> sweep_loop();
+  void probe_tunnels();  // quiet WebSockets get a ping; unanswered ones close
 
   app::ModuleContext ctx_;
   compute::Workspaces& workspaces_;
@@ -69,7 +70,8 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   std::string proto_;
   const auth::WorkspaceOrigin* origin_;  // null: one origin (public-url)
   UpstreamPool pool_;
-  std::unordered_map<std::string, std::size_t> active_;  // per owner and caller (Caller::slot)
+  std::unordered_map<std::string, std::size_t> active_;      // per owner and caller (Caller::slot)
+  std::unordered_map<std::string, std::size_t> per_client_;  // per client address (Caller::client)
   // HTTP exchanges in progress (Server-Sent Events last), for revocations.
   std::unordered_map<http::Exchange*, const Caller*> exchanges_;
   std::unordered_set<std::string> known_users_;

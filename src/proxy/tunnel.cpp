@@ -48,11 +48,15 @@ void Tunnel::forward(bool upward, std::size_t n) {
     n += ec ? 0 : more;
     data = scratch.data();
   }
+  last_moved_ = Clock::now();
+  const std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(data), n};
   if (upward) {
+    last_from_browser_ = last_moved_;
     // Data frames from the browser are the user's activity; pings, pongs
     // and whatever the editor sends are not.
-    if (auto frames = counter_.feed({reinterpret_cast<const std::uint8_t*>(data), n}); frames > 0)
-      events_.browser_frames(who_.owner, frames);
+    if (auto frames = counter_.feed(bytes); frames > 0) events_.browser_frames(who_.owner, frames);
+  } else {
+    down_.feed(bytes);
   }
   events_.relayed(n, upward);
   std::size_t written = to.write_some(asio::buffer(data, n), ec);
@@ -69,6 +73,30 @@ void Tunnel::forward(bool upward, std::size_t n) {
                       done.shrink_to_fit();
                       self->read(upward);
                     });
+}
+
+bool Tunnel::probe(Clock::time_point now, Clock::duration quiet, Clock::duration answer_within) {
+  if (closed_) return false;
+  if (ping_outstanding_) {
+    if (last_from_browser_ > ping_sent_) {
+      ping_outstanding_ = false;  // the browser is there
+    } else if (now - ping_sent_ >= answer_within) {
+      close();
+      return true;
+    }
+    return false;
+  }
+  if (now - last_moved_ < quiet || !pending_[false].empty() || !down_.at_boundary()) return false;
+  static constexpr char ping[2] = {static_cast<char>(0x89), 0};
+  boost::system::error_code ec;
+  std::size_t n = browser_.write_some(asio::buffer(ping), ec);
+  if (ec || n != sizeof ping) {  // a quiet socket that cannot take two bytes: its reader is gone
+    close();
+    return true;
+  }
+  ping_sent_ = now;
+  ping_outstanding_ = true;
+  return false;
 }
 
 void Tunnel::close() {

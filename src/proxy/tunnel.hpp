@@ -12,6 +12,7 @@
 // side cannot take now is copied and written asynchronously (that direction
 // reads again when it is out).
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,7 +32,8 @@ class Tunnel;
 struct Caller {
   std::string owner, caller;
   std::array<std::uint8_t, 32> credential{};
-  std::string slot;  // owner + "/" + caller
+  std::string slot;    // owner + "/" + caller
+  std::string client;  // the client's address (after trusted proxies)
 };
 
 // What a tunnel tells the proxy (which outlives every tunnel: it closes them
@@ -57,12 +59,24 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
   // Closes both sides (shutdown, or either side went); idempotent.
   void close();
 
+  using Clock = std::chrono::steady_clock;
+  // The quiet-tunnel probe, called by the proxy's sweep: after `quiet` with
+  // nothing moving either way, a ping (opcode 9, empty) goes to the browser
+  // between two of the editor's frames; when nothing at all comes from the
+  // browser within `answer_within` of it (a browser answers a ping with a
+  // pong, which passes on to the editor like any frame), both sides are
+  // closed. Returns true when this call closed the tunnel.
+  bool probe(Clock::time_point now, Clock::duration quiet, Clock::duration answer_within);
+
  private:
   void read(bool upward);
   void forward(bool upward, std::size_t n);
 
   boost::asio::ip::tcp::socket browser_, editor_;
   FrameCounter counter_;  // browser -> editor frames
+  FrameCounter down_;     // editor -> browser frames: where a ping may go in
+  Clock::time_point last_moved_ = Clock::now(), last_from_browser_ = last_moved_, ping_sent_{};
+  bool ping_outstanding_ = false;
   Caller who_;
   TunnelEvents& events_;
   static constexpr std::size_t kInbox = 1024;

@@ -15,6 +15,9 @@ class FrameCounter {
   // (continuation, text, binary: not close, ping or pong) started in them.
   std::size_t feed(std::span<const std::uint8_t> bytes);
   bool closed() const { return saw_close_; }
+  // Between two frames (or inside a fragmented message, between its
+  // frames): where a control frame may be put in.
+  bool at_boundary() const { return skip_ == 0 && head_len_ == 0; }
 
  private:
   std::uint64_t skip_ = 0;               // payload bytes of the current frame still to pass

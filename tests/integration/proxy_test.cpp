@@ -720,6 +720,53 @@ TEST_F(Proxy, RemovalAndLogoutCloseOpenWebSocketsAtOnce) {
   ASSERT_TRUE(owner_ws.read());
 }
 
+// Quiet tunnels are probed with a ping (here after 1 s): a browser that
+// answers keeps its tunnel, one that does not loses it. And one client
+// address has its own cap (here 3) on what it holds open.
+TEST(ProxyWebSockets, QuietTunnelsArePingedAndDeadOnesClosed) {
+  WorkspaceDaemon w({"--proxy-websocket-ping", "1s", "--proxy-max-per-client", "3"});
+  auto token = w.login("pia");
+  std::string id = json::parse(w.daemon->get("/api/me", w.as(token)).body)["id"];
+  ASSERT_EQ(w.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(w.wait_state(token, "running"));
+  const std::string at = "/u/" + id + "/";
+  WsClient alive(w.daemon->port(), at + "events", w.in(token, id));
+  WsClient dead(w.daemon->port(), at + "events", w.in(token, id));
+  ASSERT_TRUE(alive.upgraded() && dead.upgraded());
+
+  // The third is the last this address may hold.
+  WsClient third(w.daemon->port(), at + "events", w.in(token, id));
+  ASSERT_TRUE(third.upgraded());
+  auto refused = w.daemon->get(at + "x", w.in(token, id));
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_THAT(refused.body, HasSubstr("from your address"));
+  third.send(8, std::string("\x03\xe8", 2));
+  ASSERT_TRUE(third.closed_by_peer(10s));
+
+  auto ping = dead.read(10s);
+  ASSERT_TRUE(ping);
+  EXPECT_EQ(ping->opcode, 9);
+  EXPECT_TRUE(ping->payload.empty());
+  // `alive` answers every ping for a while, then still talks to the editor.
+  auto until = std::chrono::steady_clock::now() + 5s;
+  int pings = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    if (auto f = alive.read(200ms); f && f->opcode == 9) {
+      ++pings;
+      alive.send(10, f->payload);
+    }
+  }
+  EXPECT_GE(pings, 1);
+  alive.send(1, "still here");
+  std::optional<WsClient::Frame> echo;
+  while ((echo = alive.read(10s)) && echo->opcode == 9) alive.send(10, echo->payload);
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->payload, "still here");
+  // `dead` never answered: closed.
+  EXPECT_TRUE(dead.closed_by_peer(10s));
+  EXPECT_THAT(w.daemon->get("/metrics").body, HasSubstr("feuille_proxy_websocket_dead_total 1"));
+}
+
 // Proxied requests are the user's activity, written in batches (and when
 // feuilled stops).
 TEST(ProxyActivity, ProxiedRequestsAreRecordedAsActivity) {

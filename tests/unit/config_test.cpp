@@ -113,6 +113,8 @@ metrics-allow = ["10.1.2.3"]
 public-url = "https://feuille.example.org/"
 workspace-origin = "https://{id}.ws.example.net"
 workspace-ticket-lifetime = "30s"
+proxy-max-per-client = 77
+proxy-websocket-ping = "0"
 shutdown-grace = "3s"
 http-header-timeout = "2s"
 http-keepalive-timeout = "30s"
@@ -220,6 +222,8 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.state_dir, "/tmp/feuille-state");
   EXPECT_EQ(c.workspace_origin, "https://{id}.ws.example.net");
   EXPECT_EQ(c.workspace_ticket_lifetime.count(), 30'000);
+  EXPECT_EQ(c.proxy_max_per_client, 77);
+  EXPECT_EQ(c.proxy_websocket_ping.count(), 0);
 
   // Every key of the table appears in this test's file.
   std::ifstream in(file);
@@ -392,6 +396,7 @@ TEST(Config, ReloadSeesWhichKeysNeedARestart) {
 TEST(Config, ReloadAppliesEveryReloadableKey) {
   const std::map<std::string, std::vector<std::string>> samples{
       {"log-level", {"debug"}},         {"start-concurrency", {"3"}},   {"proxy-max-per-user", {"7"}},
+      {"proxy-max-per-client", {"9"}},  {"proxy-websocket-ping", {"5s"}},
       {"signup", {"closed"}},           {"admins", {"alice"}},          {"monitor-interval", {"9s"}},
       {"idle-timeout", {"3m"}},         {"idle-cpu-percent", {"4"}},    {"preprovision-percent", {"40"}},
       {"migrate-percent", {"60"}},      {"plan", {"name=free,memory=128M"}},
