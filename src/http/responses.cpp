@@ -60,9 +60,10 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
-std::string error_page(unsigned status, std::string_view title, std::string_view message) {
+std::string error_page(unsigned status, std::string_view title, std::string_view message, std::string_view home) {
   std::string body = "<main><p class=\"status\">" + std::to_string(status) + "</p><h1>" + html_escape(title) +
-                     "</h1><p>" + html_escape(message) + "</p><p><a href=\"/\">Feuille home</a></p></main>";
+                     "</h1><p>" + html_escape(message) + "</p><p><a href=\"" + html_escape(home) +
+                     "\">Feuille home</a></p></main>";
   return page(title, body, {"error-page", ""});
 }
 

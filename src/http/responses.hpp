@@ -25,7 +25,8 @@ Response redirect(unsigned status, std::string_view location);
 std::string html_escape(std::string_view s);
 
 // A plain error page in feuilled's style (no paths, no details).
-std::string error_page(unsigned status, std::string_view title, std::string_view message);
+std::string error_page(unsigned status, std::string_view title, std::string_view message,
+                       std::string_view home = "/");  // home: where "Feuille home" goes
 
 // True when the request is a browser page load: GET/HEAD with Accept:
 // text/html or Sec-Fetch-Mode: navigate.

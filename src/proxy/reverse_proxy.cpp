@@ -257,8 +257,10 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     metrics_->count(res.result_int());
     co_await http::respond(ex, res, false);
   };
+  // On a workspace origin, feuilled's pages are on public-url.
+  const std::string home = ex.ctx.workspace.empty() ? "/" : ctx_.config.public_url + "/";
   auto page = [&](unsigned status, std::string_view title, std::string_view message) {
-    return browser ? http::html_response(status, http::error_page(status, title, message))
+    return browser ? http::html_response(status, http::error_page(status, title, message, home))
                    : http::json_error(status, message);
   };
 
