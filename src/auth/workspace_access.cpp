@@ -117,7 +117,8 @@ void WorkspaceAccess::forget(const std::vector<TokenHash>& cookies) {
   for (const auto& h : cookies) cache_.erase(h);
 }
 
-boost::asio::awaitable<void> WorkspaceAccess::revoke(std::string where, std::string a, std::string b) {
+boost::asio::awaitable<void> WorkspaceAccess::revoke(std::function<bool(const Entry&)> ended,
+                                                    std::function<void(pqxx::work&)> remove) {
   ++revoking_;
   ++generation_;
   struct Done {
@@ -127,23 +128,24 @@ boost::asio::awaitable<void> WorkspaceAccess::revoke(std::string where, std::str
       --self.revoking_;
     }
   } done{*this};
-  auto matches = [&](const Entry& e) {
-    return e.owner_id == (b.empty() ? a : b) && (b.empty() || e.caller->id == a);
-  };
-  std::erase_if(cache_, [&](const auto& c) { return matches(c.second.entry); });
-  co_await db_.run([&](pqxx::work& w) {
-    if (b.empty()) w.exec_params("DELETE FROM workspace_sessions WHERE " + where, a);
-    else w.exec_params("DELETE FROM workspace_sessions WHERE " + where, a, b);
-  });
-  std::erase_if(cache_, [&](const auto& c) { return matches(c.second.entry); });
+  auto purge = [&] { std::erase_if(cache_, [&](const auto& c) { return ended(c.second.entry); }); };
+  purge();
+  co_await db_.run([&](pqxx::work& w) { remove(w); });
+  purge();
 }
 
 boost::asio::awaitable<void> WorkspaceAccess::revoke_member(const std::string& member, const std::string& owner) {
-  co_await revoke("user_id = $1::uuid AND owner_id = $2::uuid", member, owner);
+  auto ended = [&](const Entry& e) { return e.owner_id == owner && e.caller->id == member; };
+  auto remove = [&](pqxx::work& w) {
+    w.exec_params("DELETE FROM workspace_sessions WHERE user_id = $1::uuid AND owner_id = $2::uuid", member, owner);
+  };
+  co_await revoke(ended, remove);
 }
 
 boost::asio::awaitable<void> WorkspaceAccess::revoke_workspace(const std::string& owner) {
-  co_await revoke("owner_id = $1::uuid", owner, "");
+  auto ended = [&](const Entry& e) { return e.owner_id == owner; };
+  auto remove = [&](pqxx::work& w) { w.exec_params("DELETE FROM workspace_sessions WHERE owner_id = $1::uuid", owner); };
+  co_await revoke(ended, remove);
 }
 
 }  // namespace feuille::auth

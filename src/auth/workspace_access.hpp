@@ -12,6 +12,7 @@
 // it read (it may be a row being deleted).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <pqxx/pqxx>
 
 #include "auth/authenticator.hpp"
 #include "auth/tokens.hpp"
@@ -90,8 +92,9 @@ class WorkspaceAccess {
     SteadyClock::time_point cached_at;
   };
   boost::asio::awaitable<std::optional<Entry>> read(TokenHash h);
-  // Deletes the rows matching `where` ($1, $2) between two cache purges.
-  boost::asio::awaitable<void> revoke(std::string where, std::string a, std::string b);
+  // Runs `remove` (the rows' DELETE) between two purges of the cached
+  // entries `ended` matches, counted as a revocation in flight.
+  boost::asio::awaitable<void> revoke(std::function<bool(const Entry&)> ended, std::function<void(pqxx::work&)> remove);
 
   db::Database& db_;
   std::chrono::milliseconds ticket_lifetime_;

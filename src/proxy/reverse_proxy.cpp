@@ -259,7 +259,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   };
   // On a workspace origin, feuilled's pages are on public-url.
   const std::string home = ex.ctx.workspace.empty() ? "/" : ctx_.config.public_url + "/";
-  auto page = [&](unsigned status, std::string_view title, std::string_view message) {
+  PageFn page = [&](unsigned status, std::string_view title, std::string_view message) {
     return browser ? http::html_response(status, http::error_page(status, title, message, home))
                    : http::json_error(status, message);
   };
@@ -271,12 +271,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     co_return;
   }
 
-  // On public-url while workspaces have their own origin: through a ticket.
   const bool on_workspace_origin = !ex.ctx.workspace.empty();
-  if (origin_ && !on_workspace_origin) {
-    co_await send_to_workspace_origin(ex, owner, browser);
-    co_return;
-  }
   if (on_workspace_origin && owner != ex.ctx.workspace) {  // another workspace's path on this one's origin
     http::Response res = page(404, "Not Found", "There is nothing at this address.");
     co_await answer(std::move(res));
@@ -316,6 +311,13 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     co_return;
   }
   const bool upgrade = is_upgrade(h);
+  // On public-url while workspaces have their own origin: a navigation goes
+  // there through a ticket; nothing is proxied here.
+  if (origin_ && !on_workspace_origin) {
+    http::Response res = co_await to_workspace_origin(ex, owner, upgrade, page);
+    co_await answer(std::move(res));
+    co_return;
+  }
   const bool safe = is_safe_method(h.method());
   if (!upgrade && !auth::role_allows(*role, h.method())) {
     http::Response res = page(403, "Forbidden", "You can read this workspace but not change it.");
@@ -762,51 +764,22 @@ void ReverseProxy::revoke(const auth::Revocation& r) {
                           tunnels.size(), streams, r.owner_id.empty() ? std::string("a signed-out session") : r.owner_id);
 }
 
-asio::awaitable<void> ReverseProxy::send_to_workspace_origin(http::Exchange& ex, const std::string& owner,
-                                                             bool browser) {
+asio::awaitable<http::Response> ReverseProxy::to_workspace_origin(http::Exchange& ex, const std::string& owner,
+                                                                  bool upgrade, const PageFn& page) {
   auto& h = ex.parser.get();
-  auto answer = [&](http::Response res) -> asio::awaitable<void> {
-    metrics_->count(res.result_int());
-    co_await http::respond(ex, res, false);
-  };
-  auto page = [&](unsigned status, std::string_view title, std::string_view message) {
-    return browser ? http::html_response(status, http::error_page(status, title, message))
-                   : http::json_error(status, message);
-  };
-  auto caller = co_await ctx_.authenticator->identify_shared(h);
-  if (!caller) {
-    http::Response res = browser ? http::redirect(302, login_location(ex.ctx.target))
-                                 : http::json_error(401, "sign in to reach this workspace");
-    co_await answer(std::move(res));
-    co_return;
-  }
-  ex.ctx.user = caller->id;
-  auto role = co_await ctx_.authenticator->workspace_role(caller->id, owner);
-  if (!role) {
-    bool exists = co_await user_exists(owner);
-    http::Response res = exists ? page(403, "Forbidden", "This workspace is not shared with you.")
-                                : page(404, "Not Found", "There is nothing at this address.");
-    co_await answer(std::move(res));
-    co_return;
-  }
-  // Only a navigation can follow the redirect with its method and body; the
-  // rest belongs on the workspace's origin.
   const std::string there = origin_->origin(owner);
-  if ((h.method() != bh::verb::get && h.method() != bh::verb::head) || is_upgrade(h)) {
-    http::Response res = page(403, "Forbidden", "This workspace is served at " + there + "/u/" + owner + "/.");
-    co_await answer(std::move(res));
-    co_return;
-  }
+  // Only a navigation can follow the redirect with its method and body.
+  if ((h.method() != bh::verb::get && h.method() != bh::verb::head) || upgrade)
+    co_return page(403, "Forbidden", "This workspace is served at " + there + "/u/" + owner + "/.");
   auto ticket = co_await ctx_.authenticator->workspace_ticket(h, owner, ex.ctx.target);
   if (!ticket) {
     http::Response res = page(503, "Service Unavailable", "Too many people are entering workspaces; try again.");
     res.set(bh::field::retry_after, "1");
-    co_await answer(std::move(res));
-    co_return;
+    co_return res;
   }
   http::Response res = http::redirect(302, there + "/_feuille/enter?ticket=" + *ticket);
   res.set(bh::field::cache_control, "no-store");
-  co_await answer(std::move(res));
+  co_return res;
 }
 
 }  // namespace feuille::proxy

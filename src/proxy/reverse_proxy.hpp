@@ -4,6 +4,7 @@
 // invite; viewers read only), streams HTTP both ways through bounded buffers,
 // tunnels WebSockets byte for byte, pools upstream keep-alive connections,
 // starts or waits for the workspace, and counts user activity.
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -48,8 +49,12 @@ class ReverseProxy : public app::Module, private TunnelEvents {
   struct Metrics;
   struct Outcome;
   boost::asio::awaitable<void> handle(http::Exchange& ex);
-  // Public-url with workspace-origin set: the 302 through a ticket.
-  boost::asio::awaitable<void> send_to_workspace_origin(http::Exchange& ex, const std::string& owner, bool browser);
+  // An error page for a browser, a JSON error otherwise.
+  using PageFn = std::function<http::Response(unsigned status, std::string_view title, std::string_view message)>;
+  // Public-url with workspace-origin set, for someone allowed in: the 302
+  // through a ticket (a navigation), or the refusal (anything else).
+  boost::asio::awaitable<http::Response> to_workspace_origin(http::Exchange& ex, const std::string& owner, bool upgrade,
+                                                             const PageFn& page);
   boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info);
   boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, Caller who);
   void release(const Caller& who);  // a request's or a tunnel's places in active_ and per_client_
