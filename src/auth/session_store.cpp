@@ -8,11 +8,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-std::chrono::system_clock::time_point from_epoch(double seconds) {
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(seconds)));
-}
-
 std::string clip(std::string_view s, std::size_t n) {
   std::string out(s.substr(0, n));
   for (auto& c : out)
@@ -21,6 +16,11 @@ std::string clip(std::string_view s, std::size_t n) {
 }
 
 }  // namespace
+
+std::chrono::system_clock::time_point from_epoch(double seconds) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(seconds)));
+}
 
 Identity identity_from(const db::User& u) {
   return Identity{u.id, u.handle, u.name, u.email, u.avatar_url, u.plan};
@@ -59,7 +59,7 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::find(
   if (unknown_.contains(h, now)) co_return std::nullopt;
   // Keyed by generation too: a lookup made after a logout never joins a
   // read that started before it.
-  std::string key = hex(h) + ":" + std::to_string(generation_);
+  std::string key = hex(h) + ":" + std::to_string(removals_.generation());
   auto job = [this, h] { return read(h); };
   co_return co_await reads_.run(std::move(key), std::move(job));
 }
@@ -69,8 +69,7 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::read(
     db::User user;
     double expires_epoch;
   };
-  const std::uint64_t generation = generation_;
-  const bool quiet = removing_ == 0;
+  const auto before = removals_.snapshot();
   const auto started = SteadyClock::now();  // trusted from the read, not from its answer
   const long long ttl_ms = ttl_.count();
   const std::string key = hex(h);
@@ -97,7 +96,7 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::read(
     }
     return out;
   });
-  const bool cacheable = quiet && generation == generation_;
+  const bool cacheable = removals_.cacheable(before);
   if (!row) {
     cache_.erase(h);
     if (cacheable) unknown_.add(h, SteadyClock::now());
@@ -114,17 +113,12 @@ boost::asio::awaitable<std::optional<SessionStore::Session>> SessionStore::read(
 boost::asio::awaitable<std::vector<TokenHash>> SessionStore::remove(std::string_view token) {
   if (!is_token(token)) co_return std::vector<TokenHash>{};
   const TokenHash h = hash_token(token);
-  ++removing_;
-  ++generation_;
-  struct Done {
+  Revocations::Scope removal(removals_);
+  struct Forget {  // after the DELETE too, whatever happens
     SessionStore& self;
     const TokenHash& h;
-    ~Done() {
-      self.cache_.erase(h);
-      ++self.generation_;
-      --self.removing_;
-    }
-  } done{*this, h};
+    ~Forget() { self.cache_.erase(h); }
+  } forget{*this, h};
   cache_.erase(h);
   const std::string key = hex(h);
   co_return co_await db_.run([&](pqxx::work& w) {

@@ -27,6 +27,7 @@
 #include <pqxx/pqxx>
 
 #include "auth/authenticator.hpp"
+#include "auth/revocations.hpp"
 #include "auth/tokens.hpp"
 #include "auth/unknown_tokens.hpp"
 #include "feuille/config.hpp"
@@ -40,6 +41,8 @@ struct User;
 namespace feuille::auth {
 
 Identity identity_from(const db::User& u);
+// A time from seconds since the epoch (as queries return it).
+std::chrono::system_clock::time_point from_epoch(double seconds);
 
 class SessionStore {
  public:
@@ -88,11 +91,9 @@ class SessionStore {
   db::Database& db_;
   Duration ttl_;
   std::unordered_map<TokenHash, Entry, TokenHashHasher> cache_;
-  // Bumped at the start and the end of every removal, and removals in
-  // flight counted: a lookup that overlapped one does not cache what it read
-  // (it may be the row being deleted).
-  std::uint64_t generation_ = 0;
-  int removing_ = 0;
+  // A lookup that overlapped a removal does not cache what it read (it may
+  // be the row being deleted).
+  Revocations removals_;
   UnknownTokens unknown_;  // tokens found in no row, for a few seconds
   Inflight<std::optional<Session>> reads_;  // by hex(token hash)
 };

@@ -5,15 +5,6 @@
 #include "auth/session_store.hpp"
 
 namespace feuille::auth {
-namespace {
-
-std::chrono::system_clock::time_point from_epoch(double seconds) {
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(seconds)));
-}
-
-}  // namespace
-
 std::optional<std::string> WorkspaceAccess::issue(const TokenHash& session, const std::string& caller,
                                                   const std::string& owner, std::string target) {
   const auto now = SteadyClock::now();
@@ -64,7 +55,7 @@ boost::asio::awaitable<std::optional<WorkspaceAccess::Entry>> WorkspaceAccess::f
     if (now - it->second.cached_at < kCacheMaxAge) co_return it->second.entry;
   }
   if (unknown_.contains(h, now)) co_return std::nullopt;
-  std::string key = hex(h) + ":" + std::to_string(generation_);
+  std::string key = hex(h) + ":" + std::to_string(revocations_.generation());
   auto job = [this, h] { return read(h); };
   co_return co_await reads_.run(std::move(key), std::move(job));
 }
@@ -75,8 +66,7 @@ boost::asio::awaitable<std::optional<WorkspaceAccess::Entry>> WorkspaceAccess::r
     std::string owner;
     double expires_epoch;
   };
-  const std::uint64_t generation = generation_;
-  const bool quiet = revoking_ == 0;
+  const auto before = revocations_.snapshot();
   const auto started = SteadyClock::now();
   const std::string key = hex(h);
   auto row = co_await db_.run([&](pqxx::work& w) -> std::optional<Row> {
@@ -92,7 +82,7 @@ boost::asio::awaitable<std::optional<WorkspaceAccess::Entry>> WorkspaceAccess::r
     if (r.empty()) return std::nullopt;
     return Row{db::user_from_row(r[0]), r[0][7].as<std::string>(), r[0][8].as<double>()};
   });
-  const bool cacheable = quiet && generation == generation_;
+  const bool cacheable = revocations_.cacheable(before);
   if (!row) {
     cache_.erase(h);
     if (cacheable) unknown_.add(h, SteadyClock::now());
@@ -113,21 +103,13 @@ boost::asio::awaitable<std::optional<WorkspaceAccess::Entry>> WorkspaceAccess::r
 }
 
 void WorkspaceAccess::forget(const std::vector<TokenHash>& cookies) {
-  ++generation_;
+  revocations_.bump();
   for (const auto& h : cookies) cache_.erase(h);
 }
 
 boost::asio::awaitable<void> WorkspaceAccess::revoke(std::function<bool(const Entry&)> ended,
                                                     std::function<void(pqxx::work&)> remove) {
-  ++revoking_;
-  ++generation_;
-  struct Done {
-    WorkspaceAccess& self;
-    ~Done() {
-      ++self.generation_;
-      --self.revoking_;
-    }
-  } done{*this};
+  Revocations::Scope revocation(revocations_);
   auto purge = [&] { std::erase_if(cache_, [&](const auto& c) { return ended(c.second.entry); }); };
   purge();
   co_await db_.run([&](pqxx::work& w) { remove(w); });

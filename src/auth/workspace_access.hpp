@@ -24,6 +24,7 @@
 #include <pqxx/pqxx>
 
 #include "auth/authenticator.hpp"
+#include "auth/revocations.hpp"
 #include "auth/tokens.hpp"
 #include "auth/unknown_tokens.hpp"
 #include "util/inflight.hpp"
@@ -101,8 +102,7 @@ class WorkspaceAccess {
   std::unordered_map<TokenHash, Ticket, TokenHashHasher> tickets_;
   std::unordered_map<TokenHash, CacheEntry, TokenHashHasher> cache_;
   UnknownTokens unknown_;
-  std::uint64_t generation_ = 0;  // bumped at the start and the end of every revocation
-  int revoking_ = 0;              // revocations in flight
+  Revocations revocations_;
   Inflight<std::optional<Entry>> reads_;
 };
 
