@@ -95,6 +95,8 @@ struct Config {
   std::string runtime_image = "mrmd-runtime:latest";
   std::string editor_command;
   std::string runtime_command;
+  std::string runtime_user;  // uid[:gid] of the runtime's process; empty = the image's
+  bool criu = true;          // criu = auto: checkpoints used when the start probe says they work
   std::string editor_health_path = "/health";
   std::string runtime_health_path = "/mrp/v1/capabilities";
   Duration start_timeout{60'000};

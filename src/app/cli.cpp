@@ -423,6 +423,25 @@ std::vector<Key> build_table() {
       false, [](B b) { return b.command(&Config::editor_command); });
   add("runtime-command", Kind::value, kRuntimeCommand, "runtime command template", false,
       [](B b) { return b.command(&Config::runtime_command); });
+  add("runtime-user", Kind::value, "",
+      "uid[:gid] the runtime's process runs as (empty: the image's user; CRIU without CAP_SYS_RESOURCE dumps only uid 0)",
+      false, [](B b) -> Apply {
+        return [key = b.key](Config& c, const Values& v) {
+          const auto& s = single(key, v);
+          static const std::regex form("([0-9]{1,10})(:[0-9]{1,10})?");
+          if (!s.empty() && !std::regex_match(s, form)) fail(key, show(s) + " is not uid or uid:gid (numbers)");
+          c.runtime_user = s;
+        };
+      });
+  add("criu", Kind::value, "auto",
+      "auto: checkpoints (sleep, snapshots, forks) are used when a probe at start shows they work; off: never", false,
+      [](B b) -> Apply {
+        return [key = b.key](Config& c, const Values& v) {
+          const auto& s = single(key, v);
+          if (s != "auto" && s != "off") fail(key, show(s) + " is not auto or off");
+          c.criu = s == "auto";
+        };
+      });
   add("editor-health-path", Kind::value, "/health", "editor readiness probe", false,
       [](B b) { return b.health_path(&Config::editor_health_path); });
   add("runtime-health-path", Kind::value, "/mrp/v1/capabilities", "runtime readiness probe", false,

@@ -5,11 +5,13 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <linux/capability.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <functional>
 
+#include "compute/checkpoint_probe.hpp"
 #include "compute/egress.hpp"
 #include "compute/podman_client.hpp"
 #include "db/database.hpp"
@@ -82,7 +84,19 @@ int run_check(const Config& c) {
       } catch (const compute::PodmanError& e) {
         std::printf("FAIL host %s %s: %s\n", h.name.c_str(), h.url.c_str(), e.message.c_str());
         ++failures;
+        continue;
       }
+      // Not a failure: without CRIU workspaces still run (their sleep loses Python's state).
+      if (!c.criu) {
+        std::printf("warn criu on %s: off (criu = off): sleeping workspaces lose their Python state\n", h.name.c_str());
+        continue;
+      }
+      auto spec = compute::checkpoint_probe_spec(compute::ProbeRuntime{"check-" + std::to_string(getpid()), c.oci_runtime,
+                                                                       c.runtime_image, c.runtime_command,
+                                                                       c.runtime_user, {c.egress_address}});
+      auto probe = co_await compute::probe_checkpoint(client, std::move(spec), std::chrono::seconds(30));
+      std::printf("%s criu on %s: %s%s\n", probe.works ? "ok  " : "warn", h.name.c_str(), probe.detail.c_str(),
+                  probe.works ? "" : " (sleeping workspaces lose their Python state; snapshots and forks are refused)");
     }
     if (c.egress_address.empty()) {
       std::printf("warn egress: off (egress-address = off): tenants reach this host's addresses, the LAN and cloud "

@@ -36,6 +36,8 @@ ComputeSettings settings_from(const Config& c) {
   s.runtime_image = c.runtime_image;
   s.editor_command = c.editor_command;
   s.runtime_command = c.runtime_command;
+  s.runtime_user = c.runtime_user;
+  s.criu = c.criu;
   s.editor_health_path = c.editor_health_path;
   s.runtime_health_path = c.runtime_health_path;
   s.start_timeout = c.start_timeout;
@@ -90,7 +92,8 @@ ComputeModule::ComputeModule(app::ModuleContext& ctx)
       } catch (const PodmanError& e) {
         r.detail = e.what();
       }
-      r.extra = {{"url", host->client->url()}};
+      r.extra = {{"url", host->client->url()},
+                 {"criu", host->checkpoint ? to_json(*host->checkpoint) : nlohmann::json(nullptr)}};
       co_return r;
     });
   }

@@ -99,6 +99,7 @@ nlohmann::json runtime_spec(const RuntimeParams& p) {
     limits["cpu"] = {{"period", period}, {"quota", static_cast<std::int64_t>(std::llround(p.cpus * period))}};
   }
   spec["resource_limits"] = limits;
+  if (!p.user.empty()) spec["user"] = p.user;
   return spec;
 }
 

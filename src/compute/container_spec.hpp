@@ -82,6 +82,7 @@ struct RuntimeParams {
   std::uint16_t gateway_port = 0;  // RUNTIME_PORT, where the editor reaches it (label only)
   std::uint64_t memory_bytes = 0;  // the plan's
   double cpus = 0;                 // the plan's
+  std::string user;                // runtime-user: uid[:gid], empty = the image's
 };
 
 struct EditorParams {

@@ -38,6 +38,27 @@ void WorkspaceManager::run_background() {
   }
   spawn(executor_, probe_loop(), log_, "probes");
   spawn(executor_, activity_loop(), log_, "activity");
+  spawn(executor_, probe_checkpoints(), log_, "checkpoint probes");
+}
+
+asio::awaitable<void> WorkspaceManager::probe_checkpoints() {
+  for (auto& h : hosts_) {
+    if (!settings_.criu) {
+      h->checkpoint = CheckpointProbe{false, "criu = off", 0, 0};
+      continue;
+    }
+    auto spec = checkpoint_probe_spec(ProbeRuntime{instance_, settings_.oci_runtime, settings_.runtime_image,
+                                                   settings_.runtime_command, settings_.runtime_user, settings_.isolation});
+    auto result = co_await probe_checkpoint(*h->client, std::move(spec), 30s);
+    if (stopping_) co_return;
+    if (result.works)
+      log_->info("host {}: checkpoints work ({}): workspaces sleep with their Python state", h->config.name, result.detail);
+    else
+      log_->warn("host {}: checkpoints do not work ({}): sleeping workspaces lose their Python state, snapshots and "
+                 "forks are refused", h->config.name, result.detail);
+    checkpoint_works_->Add({{"host", h->config.name}}).Set(result.works ? 1 : 0);
+    h->checkpoint = std::move(result);
+  }
 }
 
 void WorkspaceManager::shutdown() {

@@ -132,6 +132,21 @@ class PodmanClient {
   boost::asio::awaitable<std::string> import_image(std::string reference,
                                                    std::vector<std::string> changes, BodySource tarball);
 
+  // A checkpoint exported (POST .../checkpoint?export=true): the archive, an
+  // uncompressed tar, is passed to `sink` piece by piece as it arrives.
+  // Podman answers only once the dump is complete (and spooled under its
+  // TMPDIR): `dump_timeout` bounds that wait, `idle` each piece after it.
+  // Returns the archive's size. Without leave_running the container is
+  // stopped by the dump. tcp_established lets a dump carry established TCP
+  // connections (they are not restored: podman-criu-contract.md).
+  struct CheckpointOptions {
+    bool leave_running = false;
+    bool tcp_established = false;
+  };
+  using Sink = std::function<boost::asio::awaitable<void>(boost::asio::const_buffer)>;
+  boost::asio::awaitable<std::uint64_t> checkpoint_export(std::string name, CheckpointOptions options, Sink sink,
+                                                          Duration dump_timeout, Duration idle);
+
   // Builds the error of a non-2xx reply (Podman's cause and message).
   PodmanError error_of(const PodmanReply& reply, const std::string& what) const;
 

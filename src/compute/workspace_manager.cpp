@@ -105,6 +105,11 @@ WorkspaceManager::WorkspaceManager(asio::any_io_executor executor, asio::thread_
                   .Help("1 while the host's Podman answers (its event stream is connected)")
                   .Register(registry);
   for (auto& h : hosts_) host_up_->Add({{"host", h->config.name}}).Set(0);
+  checkpoint_works_ = &prometheus::BuildGauge()
+                           .Name("feuille_checkpoint_works")
+                           .Help("1 when the checkpoint probe at start succeeded on the host (CRIU works there)")
+                           .Register(registry);
+  for (auto& h : hosts_) checkpoint_works_->Add({{"host", h->config.name}}).Set(0);
   auto& bytes = prometheus::BuildCounter()
                     .Name("feuille_gateway_bytes_total")
                     .Help("Bytes relayed by the runtime gateways, by direction")
@@ -447,7 +452,7 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
   ws->runtime = Container{name, "", host.config.name, ws->runtime_port, "", false, nullptr};
   RuntimeParams p{SpecBase{instance_, folder, settings_.oci_runtime, settings_.runtime_image, settings_.runtime_command,
                            token, settings_.isolation},
-                  owner, ws->runtime_port, plan.memory_bytes, plan.cpus};
+                  owner, ws->runtime_port, plan.memory_bytes, plan.cpus, settings_.runtime_user};
   nlohmann::json spec;
   try {
     spec = runtime_spec(p);
@@ -668,7 +673,9 @@ asio::awaitable<void> WorkspaceManager::run_stop(WorkspacePtr ws, std::shared_pt
 asio::awaitable<nlohmann::json> WorkspaceManager::describe(std::string user_id) {
   auto ws = find(user_id);
   const State state = ws ? ws->state : State::stopped;
-  nlohmann::json out = {{"state", to_string(state)}, {"reason", nullptr}, {"host", nullptr}, {"criu", false}};
+  // criu: whether a checkpoint works on its host (the sleep keeps Python's state).
+  const bool criu = (ws ? runtime_host(*ws) : editor_host()).checkpoints_work();
+  nlohmann::json out = {{"state", to_string(state)}, {"reason", nullptr}, {"host", nullptr}, {"criu", criu}};
   if (ws && !ws->reason.empty()) out["reason"] = ws->reason;
   if (ws && (ws->runtime || !ws->host.empty())) out["host"] = ws->runtime ? ws->runtime->host : ws->host;
   auto status = [&](const std::optional<Container>& c) -> std::string {

@@ -23,6 +23,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
+#include "compute/checkpoint_probe.hpp"
 #include "compute/container_spec.hpp"
 #include "compute/netns.hpp"
 #include "compute/notifier.hpp"
@@ -55,6 +56,8 @@ struct Host {
   bool reachable = true;     // as last seen (calls, the event stream)
   bool reconciled = false;   // its containers were compared with the database
   PodmanClient::ResponseStream* events = nullptr;  // the event stream being read
+  std::optional<CheckpointProbe> checkpoint;  // whether a checkpoint works there (nullopt: not known yet)
+  bool checkpoints_work() const { return checkpoint && checkpoint->works; }
 };
 
 // The compute keys, as this module uses them (in dev mode the images and
@@ -65,6 +68,8 @@ struct ComputeSettings {
   std::string oci_runtime = "runc";
   std::string editor_image, runtime_image;
   std::string editor_command, runtime_command;
+  std::string runtime_user;  // uid[:gid], empty = the image's
+  bool criu = true;          // criu = auto (off: no checkpoint is tried)
   std::string editor_health_path = "/health", runtime_health_path = "/mrp/v1/capabilities";
   Duration start_timeout{60'000};
   Duration probe_interval{10'000};    // health probes of running workspaces
@@ -102,7 +107,8 @@ class WorkspaceManager : public Workspaces {
   // the workspaces and their containers' records, and reconciles every
   // reachable host (a host that does not answer is reconciled when it does).
   boost::asio::awaitable<void> open();
-  // The event stream readers, the probe round and the activity flush.
+  // The event stream readers, the probe round, the activity flush, and the
+  // checkpoint probe of every host (once).
   void run_background();
   // Shutdown: cancels starts in flight, ends the background loops and the
   // event feeds.
@@ -191,6 +197,10 @@ class WorkspaceManager : public Workspaces {
   struct StartFailure : std::runtime_error {
     using std::runtime_error::runtime_error;
   };
+
+  // Whether a checkpoint works on each host (Host::checkpoint), by trying one
+  // (compute/checkpoint_probe.hpp); criu = off skips it.
+  boost::asio::awaitable<void> probe_checkpoints();
 
   WorkspacePtr find(const std::string& user_id) const;
   WorkspacePtr get_or_create(const std::string& user_id);
@@ -281,6 +291,7 @@ class WorkspaceManager : public Workspaces {
   prometheus::Counter* start_failures_ = nullptr;
   prometheus::Family<prometheus::Counter>* restarts_ = nullptr;
   prometheus::Family<prometheus::Gauge>* host_up_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* checkpoint_works_ = nullptr;
 };
 
 }  // namespace feuille::compute

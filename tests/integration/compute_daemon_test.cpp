@@ -82,6 +82,27 @@ TEST(ComputeDaemon, CheckReachesEveryHost) {
   EXPECT_THAT(out, HasSubstr("ok   namespaces (CAP_SYS_ADMIN"));
 }
 
+TEST(ComputeDaemon, CheckTriesACheckpoint) {
+  TestDatabase db;
+  std::vector<std::string> argv{feuilled_path(), "check", "--database-url", db.url(), "--compute-host",
+                                compute_host_arg(), "--egress-address", test_egress_address(), "--runtime-user", "0"};
+  for (auto& a : standin_args()) argv.push_back(a);
+  auto run = [&](std::vector<std::string> extra) {
+    auto all = argv;
+    all.insert(all.end(), extra.begin(), extra.end());
+    Process p(all);
+    int status = p.wait(60s).value_or(-1);
+    return std::pair{status, p.stdout_text()};
+  };
+  auto [st, out] = run({});
+  EXPECT_EQ(st, 0) << out;
+  EXPECT_THAT(out, HasSubstr("ok   criu on local: a checkpoint of a runtime took"));
+  // Not a failure of the check: workspaces run without it.
+  std::tie(st, out) = run({"--criu", "off"});
+  EXPECT_EQ(st, 0) << out;
+  EXPECT_THAT(out, HasSubstr("warn criu on local: off (criu = off)"));
+}
+
 TEST(ComputeDaemon, CheckVerifiesTheEgressRules) {
   TestDatabase db;
   auto check = [&](std::vector<std::string> extra) {

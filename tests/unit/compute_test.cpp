@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "compute/checkpoint_probe.hpp"
 #include "compute/container_spec.hpp"
 #include "compute/egress.hpp"
 #include "compute/port_allocator.hpp"
@@ -45,7 +46,7 @@ const nlohmann::json kSlirp = {"allow_host_loopback=false", "enable_ipv6=false",
 }  // namespace
 
 TEST(Compute, RuntimeSpec) {
-  auto s = runtime_spec(RuntimeParams{base("run --port {port} --token {token}"), owner(), 41234, 512ull << 20, 1.0});
+  auto s = runtime_spec(RuntimeParams{base("run --port {port} --token {token}"), owner(), 41234, 512ull << 20, 1.0, ""});
   EXPECT_EQ(s["name"], "feuille-rt-0b1e");
   EXPECT_EQ(s["image"], "mrmd-runtime:latest");
   EXPECT_EQ(s["command"], nlohmann::json({"run", "--port", "8888", "--token", "tok"}));
@@ -70,13 +71,33 @@ TEST(Compute, RuntimeSpec) {
   EXPECT_EQ(s["mounts"], nlohmann::json::parse(
                              R"([{"destination":"/home/user","source":"/data/users/0b1e","type":"bind","options":["rbind"]}])"));
   EXPECT_EQ(s["restart_policy"], "no");
-  auto half = runtime_spec(RuntimeParams{base("run"), owner(), 40000, 256ull << 20, 0.5});
+  EXPECT_FALSE(s.contains("user"));  // the image's
+  auto half = runtime_spec(RuntimeParams{base("run"), owner(), 40000, 256ull << 20, 0.5, ""});
   EXPECT_EQ(half["resource_limits"]["cpu"]["quota"], 50000);
   // Without an egress address (egress-address = off): no outbound_addr.
   auto b = base("run");
   b.isolation.egress_address.clear();
-  EXPECT_EQ(runtime_spec(RuntimeParams{b, owner(), 40000, 256ull << 20, 0.5})["network_options"],
+  EXPECT_EQ(runtime_spec(RuntimeParams{b, owner(), 40000, 256ull << 20, 0.5, ""})["network_options"],
             nlohmann::json({{"slirp4netns", {"allow_host_loopback=false", "enable_ipv6=false"}}}));
+}
+
+TEST(Compute, RuntimeUserAndTheCheckpointProbe) {
+  const RuntimeParams p{base("run --port {port}"), owner(), 41234, 512ull << 20, 1.0, "0"};
+  auto rt = runtime_spec(p);
+  EXPECT_EQ(rt["user"], "0");
+  // The probe is the runtime's container (image, command, user, namespace,
+  // AppArmor) without the user's folder, environment or deployment label:
+  // reconcile, which lists by io.feuille.instance, never sees it.
+  auto probe = checkpoint_probe_spec(ProbeRuntime{"inst-1", "runc", "mrmd-runtime:latest", "run --port {port}", "0",
+                                                  Isolation{"198.18.0.1"}});
+  EXPECT_EQ(probe["name"], "feuille-criu-probe-inst-1");
+  EXPECT_EQ(probe["labels"], nlohmann::json({{"io.feuille.probe", "checkpoint"}}));
+  EXPECT_FALSE(probe.contains("mounts"));
+  EXPECT_EQ(probe["env"], nlohmann::json({{"HOME", "/home/user"}}));
+  rt = runtime_spec(RuntimeParams{p.base, p.owner, 0, 256ull << 20, 0, "0"});  // the probe's limit, no CPU quota
+  for (const char* same : {"image", "command", "user", "netns", "network_options", "apparmor_profile", "cap_drop",
+                           "no_new_privileges", "oci_runtime", "resource_limits"})
+    EXPECT_EQ(probe[same], rt[same]) << same;
 }
 
 TEST(Compute, EditorSpecAndItsPod) {

@@ -71,6 +71,8 @@ TEST(Config, DefaultsMatchTheSpec) {
   EXPECT_THAT(c.runtime_command, HasSubstr("exec mrmd-python --foreground --port 8888"));
   EXPECT_EQ(c.editor_health_path, "/health");
   EXPECT_EQ(c.runtime_health_path, "/mrp/v1/capabilities");
+  EXPECT_EQ(c.runtime_user, "");
+  EXPECT_TRUE(c.criu);
   EXPECT_EQ(c.start_timeout.count(), 60'000);
   EXPECT_EQ(c.start_concurrency, 8);
   EXPECT_EQ(c.proxy_max_per_user, 200);
@@ -139,6 +141,8 @@ editor-command = "node cli.js --port {port} --token {token}"
 runtime-command = "mrmd-python --port 8888"
 editor-health-path = "/healthz"
 runtime-health-path = "/ok"
+runtime-user = "0:0"
+criu = "off"
 start-timeout = "90s"
 start-concurrency = 3
 proxy-max-per-user = 50
@@ -197,6 +201,8 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.oci_runtime, "crun");
   EXPECT_EQ(c.runtime_image, "mrmd-runtime@sha256:abc");
   EXPECT_EQ(c.editor_health_path, "/healthz");
+  EXPECT_EQ(c.runtime_user, "0:0");
+  EXPECT_FALSE(c.criu);
   EXPECT_EQ(c.start_timeout.count(), 90'000);
   EXPECT_EQ(c.start_concurrency, 3);
   EXPECT_EQ(c.proxy_max_per_user, 50);
@@ -332,7 +338,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"runtime-image", "-x", "image"}, BadValue{"editor-command", "node 'x", "unterminated single"},
         BadValue{"runtime-command", "   ", "must not be empty"},
         BadValue{"editor-health-path", "health", "starting with /"},
-        BadValue{"runtime-health-path", "/a b", "starting with /"}, BadValue{"start-timeout", "0", "greater than 0"},
+        BadValue{"runtime-health-path", "/a b", "starting with /"},
+        BadValue{"runtime-user", "root", "not uid or uid:gid"}, BadValue{"runtime-user", "0:", "not uid or uid:gid"},
+        BadValue{"criu", "on", "not auto or off"}, BadValue{"start-timeout", "0", "greater than 0"},
         BadValue{"start-concurrency", "-2", "whole number"},
         BadValue{"proxy-max-per-user", "0", "whole number from 1"},
         BadValue{"publish-cache-size", "lots", "not a size"}, BadValue{"publish-cache-size", "-1M", "not a size"},
