@@ -84,6 +84,10 @@ void PodmanService::start(std::chrono::milliseconds timeout) {
                          << "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"" << oci_runtime_ << "\"\n";
     o.env["CONTAINERS_CONF"] = conf_;
   }
+  // Checkpoint exports and restores spool whole archives into TMPDIR
+  // (podman-criu-contract.md): into the state folder, not /var/tmp.
+  fs::create_directories(dir_ + "/tmp");
+  o.env["TMPDIR"] = dir_ + "/tmp";
   // A service of an earlier run that was not stopped.
   stop_running(dir_);
   std::error_code ec;

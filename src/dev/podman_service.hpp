@@ -2,7 +2,8 @@
 // `podman system service` on a private socket, owned by feuilled in dev mode
 // and by the test fixtures. Its containers.conf is written next to the socket
 // (the OCI runtime asked for, no raised default ulimits) unless CONTAINERS_CONF
-// is already set.
+// is already set. Its TMPDIR, where checkpoint archives are spooled, is
+// <dir>/tmp.
 #include <chrono>
 #include <string>
 

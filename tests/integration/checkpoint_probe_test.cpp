@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "compute/checkpoint_probe.hpp"
@@ -65,6 +67,10 @@ TEST(CheckpointProbe, APodmanWithoutCriuSaysSo) {
   TempDir dir;
   dev::PodmanService service(dir.path() + "/podman", "runc");
   service.start();
+  // Its spool for checkpoint archives is its own folder's, not /var/tmp.
+  std::ifstream environ("/proc/" + std::to_string(service.pid()) + "/environ");
+  std::string env((std::istreambuf_iterator<char>(environ)), {});
+  EXPECT_THAT(env, HasSubstr(std::string("TMPDIR=") + dir.path() + "/podman/tmp"));
   TestPodman podman(service.url());
   auto result = probe(podman, standin_runtime("probe-test-nocriu", "0"));
   EXPECT_FALSE(result.works);
