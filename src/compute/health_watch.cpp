@@ -38,6 +38,7 @@ void WorkspaceManager::run_background() {
   }
   spawn(executor_, probe_loop(), log_, "probes");
   spawn(executor_, activity_loop(), log_, "activity");
+  spawn(executor_, monitor_loop(), log_, "monitor");
   spawn(executor_, probe_checkpoints(), log_, "checkpoint probes");
 }
 
@@ -76,6 +77,7 @@ void WorkspaceManager::shutdown() {
   for (auto& t : retry_timers_) t->cancel();
   probe_timer_.cancel();
   flush_timer_.cancel();
+  monitor_timer_.cancel();
 }
 
 // ---------------------------------------------------------------------------

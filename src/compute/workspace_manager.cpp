@@ -78,7 +78,8 @@ WorkspaceManager::WorkspaceManager(asio::any_io_executor executor, asio::thread_
       hosts_(std::move(hosts)),
       log_(logger("compute")),
       probe_timer_(executor),
-      flush_timer_(executor) {
+      flush_timer_(executor),
+      monitor_timer_(executor) {
   if (hosts_.empty()) throw std::invalid_argument("compute needs at least one host");
   state_family_ = &prometheus::BuildGauge()
                        .Name("feuille_workspaces")
@@ -110,6 +111,30 @@ WorkspaceManager::WorkspaceManager(asio::any_io_executor executor, asio::thread_
                            .Help("1 when the checkpoint probe at start succeeded on the host (CRIU works there)")
                            .Register(registry);
   for (auto& h : hosts_) checkpoint_works_->Add({{"host", h->config.name}}).Set(0);
+  monitor_poll_ = &prometheus::BuildHistogram()
+                       .Name("feuille_monitor_poll_duration_seconds")
+                       .Help("One resource monitor poll of a host (one Podman stats call)")
+                       .Register(registry)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+  monitor_failures_ = &prometheus::BuildCounter()
+                           .Name("feuille_monitor_poll_failures_total")
+                           .Help("Resource monitor polls that Podman did not answer")
+                           .Register(registry)
+                           .Add({});
+  host_memory_ = &prometheus::BuildGauge()
+                      .Name("feuille_host_workspace_memory_bytes")
+                      .Help("Memory used by the running workspaces' containers on the host, at the last poll, by role")
+                      .Register(registry);
+  host_cpu_ = &prometheus::BuildGauge()
+                   .Name("feuille_host_workspace_cpu_percent")
+                   .Help("CPU used by the running workspaces' containers on the host between the last two polls "
+                         "(100 = one core), by role")
+                   .Register(registry);
+  for (auto& h : hosts_)
+    for (const char* role : {"editor", "runtime"}) {
+      host_memory_->Add({{"host", h->config.name}, {"role", role}}).Set(0);
+      host_cpu_->Add({{"host", h->config.name}, {"role", role}}).Set(0);
+    }
   auto& bytes = prometheus::BuildCounter()
                     .Name("feuille_gateway_bytes_total")
                     .Help("Bytes relayed by the runtime gateways, by direction")
@@ -693,25 +718,13 @@ asio::awaitable<nlohmann::json> WorkspaceManager::describe(std::string user_id) 
     if (ws->runtime_port) runtime["port"] = ws->runtime_port;
     runtime["status"] = status(ws->runtime);
   }
-  if (ws && state == State::running && ws->runtime) {
-    try {
-      std::vector<std::string> names{ws->runtime->name};
-      auto stats = co_await runtime_host(*ws).client->container_stats(names, 2s);
-      if (stats.is_array() && !stats.empty() && stats[0].is_object()) {
-        const auto& s = stats[0];
-        runtime["memory_bytes"] = s.value("MemUsage", std::uint64_t{0});
-        runtime["memory_limit_bytes"] = s.value("MemLimit", std::uint64_t{0});
-        std::uint64_t cpu = s.value("CPUNano", std::uint64_t{0}), sys = s.value("SystemNano", std::uint64_t{0});
-        // Podman's CPU field is a lifetime average: use the change since the last sample.
-        if (ws->system_nano && sys > ws->system_nano && cpu >= ws->cpu_nano)
-          runtime["cpu_percent"] =
-              std::round(1000.0 * static_cast<double>(cpu - ws->cpu_nano) / static_cast<double>(sys - ws->system_nano)) / 10;
-        ws->cpu_nano = cpu;
-        ws->system_nano = sys;
-      }
-    } catch (const PodmanError& e) {
-      log_->debug("stats of {}: {}", user_id, e.what());
-    }
+  // The monitor's last sample (describe() never samples: its readers would
+  // spoil each other's CPU baseline).
+  if (ws && state == State::running && ws->runtime && ws->usage[runtime_role].sampled) {
+    const auto& u = ws->usage[runtime_role];
+    runtime["memory_bytes"] = u.memory_bytes;
+    runtime["memory_limit_bytes"] = u.memory_limit_bytes;
+    if (u.cpu_percent) runtime["cpu_percent"] = *u.cpu_percent;
   }
   out["editor"] = std::move(editor);
   out["runtime"] = std::move(runtime);

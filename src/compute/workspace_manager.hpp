@@ -57,6 +57,7 @@ struct Host {
   bool reconciled = false;   // its containers were compared with the database
   PodmanClient::ResponseStream* events = nullptr;  // the event stream being read
   std::optional<CheckpointProbe> checkpoint;  // whether a checkpoint works there (nullopt: not known yet)
+  bool sampling = false;                      // a monitor poll of it is in flight
   bool checkpoints_work() const { return checkpoint && checkpoint->works; }
 };
 
@@ -107,8 +108,8 @@ class WorkspaceManager : public Workspaces {
   // the workspaces and their containers' records, and reconciles every
   // reachable host (a host that does not answer is reconciled when it does).
   boost::asio::awaitable<void> open();
-  // The event stream readers, the probe round, the activity flush, and the
-  // checkpoint probe of every host (once).
+  // The event stream readers, the probe round, the activity flush, the
+  // resource monitor, and the checkpoint probe of every host (once).
   void run_background();
   // Shutdown: cancels starts in flight, ends the background loops and the
   // event feeds.
@@ -168,6 +169,14 @@ class WorkspaceManager : public Workspaces {
     Notifier done;
     boost::asio::steady_timer* sleeping = nullptr;  // its current pause, cut short by a cancel
   };
+  // One container's figures from the monitor (compute/monitor.cpp).
+  struct Usage {
+    bool sampled = false;
+    std::uint64_t memory_bytes = 0, memory_limit_bytes = 0;
+    std::optional<double> cpu_percent;  // since the sample before (none after a new container id)
+    std::string container_id;           // whose counters these are: a restore makes a new one
+    std::uint64_t cpu_nano = 0, system_nano = 0;
+  };
   struct Workspace {
     std::string user_id;
     State state = State::stopped;
@@ -188,8 +197,8 @@ class WorkspaceManager : public Workspaces {
     // activity (proxy)
     std::chrono::system_clock::time_point last_activity{};
     bool activity_dirty = false;
-    // CPU sample for cpu_percent
-    std::uint64_t cpu_nano = 0, system_nano = 0;
+    // The resource monitor's last sample of each container (editor, runtime).
+    Usage usage[2];
   };
   using WorkspacePtr = std::shared_ptr<Workspace>;
   enum Role { editor_role = 0, runtime_role = 1 };
@@ -197,6 +206,11 @@ class WorkspaceManager : public Workspaces {
   struct StartFailure : std::runtime_error {
     using std::runtime_error::runtime_error;
   };
+
+  // The resource monitor: every monitor-interval one stats call per host for
+  // all the containers of running workspaces there (compute/monitor.cpp).
+  boost::asio::awaitable<void> monitor_loop();
+  boost::asio::awaitable<void> sample_host(Host& host);
 
   // Whether a checkpoint works on each host (Host::checkpoint), by trying one
   // (compute/checkpoint_probe.hpp); criu = off skips it.
@@ -282,6 +296,7 @@ class WorkspaceManager : public Workspaces {
   std::vector<std::function<void(const std::string&)>> stopping_listeners_;
   boost::asio::steady_timer probe_timer_;
   boost::asio::steady_timer flush_timer_;
+  boost::asio::steady_timer monitor_timer_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers_;  // one per host's event stream
 
   // metrics
@@ -292,6 +307,10 @@ class WorkspaceManager : public Workspaces {
   prometheus::Family<prometheus::Counter>* restarts_ = nullptr;
   prometheus::Family<prometheus::Gauge>* host_up_ = nullptr;
   prometheus::Family<prometheus::Gauge>* checkpoint_works_ = nullptr;
+  prometheus::Histogram* monitor_poll_ = nullptr;
+  prometheus::Counter* monitor_failures_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* host_memory_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* host_cpu_ = nullptr;
 };
 
 }  // namespace feuille::compute
