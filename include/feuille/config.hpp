@@ -44,7 +44,7 @@ struct Plan {
   std::string name;
   std::uint64_t memory_bytes = 0;
   double cpus = 0;
-  Duration idle_timeout{0};  // 0 = never sleeps
+  std::optional<Duration> idle_timeout;  // none: the idle-timeout key's; 0 = never sleeps
   bool operator==(const Plan&) const = default;
 };
 
@@ -129,6 +129,8 @@ struct Config {
   std::vector<Plan> plans;
 
   const Plan* find_plan(const std::string& name) const;
+  // How long a workspace on `plan` may be idle before it sleeps (0 = never).
+  Duration idle_timeout_of(const Plan& plan) const { return plan.idle_timeout.value_or(idle_timeout); }
   bool operator==(const Config&) const = default;  // every field (the reload test compares whole configurations)
 };
 

@@ -226,7 +226,7 @@ void apply_plans(Config& c, const Values& values) {
     bool builtin = it != c.plans.end();
     if (!builtin && (!kv.count("memory") || !kv.count("cpus")))
       fail(key, "plan " + show(name) + " needs memory= and cpus=");
-    Plan p = builtin ? *it : Plan{name, 0, 0, Duration{0}};
+    Plan p = builtin ? *it : Plan{name, 0, 0, std::nullopt};
     if (kv.count("memory")) {
       auto m = units::parse_size(kv["memory"]);
       if (!m || *m < 6 * 1024 * 1024) fail(key, "memory " + show(kv["memory"]) + " is not a size of at least 6M");

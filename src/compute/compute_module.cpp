@@ -271,6 +271,15 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
   if (ctx.dashboard)
     ctx.dashboard->add("workspace", 100,
                        [this](const auth::Identity& me, const http::Request&) -> asio::awaitable<std::string> {
+                         // A visit wakes a sleeping workspace (SPEC.md section 6); the
+                         // page shows it waking (its script follows the events).
+                         if (manager_->state_of(me.id) == State::sleeping) {
+                           try {
+                             co_await manager_->start(me.id);
+                           } catch (const RequestError& e) {
+                             logger("compute")->info("dashboard visit of {}: no wake ({})", me.id, e.what());
+                           }
+                         }
                          auto doc = co_await manager_->describe(me.id);
                          co_return dashboard_section(me, doc);
                        });

@@ -66,7 +66,7 @@ void WorkspaceManager::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   for (auto& [id, ws] : workspaces_) {
-    if (ws->op && ws->op->kind != Operation::stop) cancel(*ws->op, true);
+    if (ws->op && ws->op->kind != Operation::stop && ws->op->kind != Operation::sleep) cancel(*ws->op, true);
     // Its connections end with this process anyway; the next feuilled binds
     // the gateway again in the adopted editor's namespace.
     close_gateway(*ws);

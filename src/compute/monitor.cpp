@@ -81,6 +81,7 @@ asio::awaitable<void> WorkspaceManager::sample_host(Host& host) {
       u.memory_limit_bytes = s.value("MemLimit", std::uint64_t{0});
       memory[role] += static_cast<double>(u.memory_bytes);
       cpu[role] += u.cpu_percent.value_or(0);
+      if (role == runtime_role) idle_check(ws, host);
     }
   }
   for (Role role : {editor_role, runtime_role}) {

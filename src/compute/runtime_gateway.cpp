@@ -165,6 +165,7 @@ asio::awaitable<void> RuntimeGateway::pump(std::shared_ptr<Conn> c, bool to_runt
     if (n) {
       auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.get(), n), tuple_awaitable);
       counted.Increment(static_cast<double>(wn));
+      relayed_ += wn;
       if (wec) {
         c->close_both();
         break;

@@ -73,6 +73,8 @@ class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
   std::uint16_t port() const { return port_; }
   const NetnsPtr& editor_ns() const { return editor_ns_; }
   std::size_t connections() const { return conns_.size(); }
+  // Bytes relayed either way since it opened (the idle policy's activity).
+  std::uint64_t relayed() const { return relayed_; }
 
  private:
   struct Conn;
@@ -96,6 +98,7 @@ class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
   Notifier changed_;
   std::unordered_set<Conn*> conns_;
   bool closed_ = false;
+  std::uint64_t relayed_ = 0;
 };
 
 }  // namespace feuille::compute

@@ -188,8 +188,10 @@ void WorkspaceManager::set_state_in_memory(Workspace& ws, State state, std::stri
   const bool begins_to_stop = state == State::stopping && ws.state != State::stopping;
   ws.state = state;
   ws.reason = std::move(reason);
-  if (begins_to_stop)
-    for (const auto& l : stopping_listeners_) l(ws.user_id);
+  if (begins_to_stop) {
+    const bool asleep = ws.op && ws.op->kind == Operation::sleep;
+    for (const auto& l : stopping_listeners_) l(ws.user_id, asleep);
+  }
 }
 
 void WorkspaceManager::push_event(Workspace& ws, const std::string& step, const nlohmann::json& detail) {
@@ -317,9 +319,10 @@ asio::awaitable<State> WorkspaceManager::start(std::string user_id) {
   bool host_checked = false;
   for (int waits = 0;;) {
     if (stopping_) throw RequestError(503, "feuilled is shutting down; try again in a moment.");
-    if (ws->op && ws->op->kind != Operation::stop) co_return ws->state;  // join the start (or restart) in flight
+    if (ws->op && (ws->op->kind == Operation::start || ws->op->kind == Operation::restart))
+      co_return ws->state;  // join the start (or restart) in flight
     if (!ws->op && ws->state == State::running) co_return State::running;
-    if (ws->op) {  // a stop in flight: the start comes after it
+    if (ws->op) {  // a stop or a sleep in flight: the start comes after it
       if (++waits > 3) throw RequestError(503, "The workspace is busy; try again in a moment.");
       co_await wait_done(ws->op, Clock::now() + settings_.start_timeout);
       continue;
@@ -336,21 +339,31 @@ asio::awaitable<State> WorkspaceManager::start(std::string user_id) {
       throw err;
     }
     auto op = begin(*ws, Operation::start);
-    set_state_in_memory(*ws, State::starting, "");
+    const bool waking = ws->state == State::sleeping;
+    const State now = waking ? State::waking : State::starting;
+    set_state_in_memory(*ws, now, "");
     ws->recent.clear();
-    spawn(executor_, run_start(ws, op), log_, "start " + user_id);
-    co_return State::starting;
+    spawn(executor_, run_start(ws, op, waking), log_, (waking ? "wake " : "start ") + user_id);
+    co_return now;
   }
 }
 
-asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_ptr<Operation> op) {
+asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_ptr<Operation> op, bool waking) {
   const auto t0 = Clock::now();
   const auto deadline = t0 + settings_.start_timeout;
   std::string step = "starting";
   std::optional<std::string> failure;
   bool cancelled = false;
   try {
-    co_await record(ws, "starting", {}, State::starting);
+    if (waking) {
+      // Slept without a checkpoint (compute.md, "Idle sleep"): a cold start,
+      // and the user is told that Python's state was not kept.
+      nlohmann::json detail = {{"python_state", "lost"},
+                               {"reason", "the workspace slept without a checkpoint: Python starts afresh"}};
+      co_await record(ws, "waking", std::move(detail), State::waking);
+    } else {
+      co_await record(ws, "starting", {}, State::starting);
+    }
     const std::string user_id = ws->user_id;
     auto user = co_await db_.run([&](pqxx::work& w) { return db::find_user_by_id(w, user_id); });
     if (!user) throw StartFailure("the user does not exist");
@@ -358,6 +371,7 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     if (!plan) plan = config_.find_plan("free");
     if (!plan) throw StartFailure("the user's plan " + user->plan + " is not configured");
     Owner owner{user->id, user->handle, user->name, user->email, plan->name};
+    ws->plan = plan->name;
     const std::string data_dir = settings_.data_dir;
     auto folder = co_await offload(pool_, [&, uid = settings_.uid, gid = settings_.gid]() {
       return ensure_workspace_folder(data_dir, user_id, uid, gid);
@@ -393,6 +407,8 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
       nlohmann::json detail = {{"ms", std::lround(secs * 1000)}};
       co_await record(ws, "ready", std::move(detail), State::running);
     }
+    ws->last_activity = std::chrono::system_clock::now();  // idle from here on
+    ws->gateway_bytes_seen = 0;
     log_->info("workspace of {} running (editor port {}, runtime port {} on {}) in {:.0f} ms", ws->user_id,
                ws->editor->port, ws->runtime_port, ws->host, secs * 1000);
   } catch (const Cancelled&) {
@@ -638,15 +654,17 @@ asio::awaitable<State> WorkspaceManager::stop(std::string user_id, Duration wait
   const auto deadline = Clock::now() + wait;
   for (;;) {
     if (stopping_) throw RequestError(503, "feuilled is shutting down; try again in a moment.");
-    if (ws->op && ws->op->kind == Operation::stop) {
+    if (ws->op && (ws->op->kind == Operation::stop || ws->op->kind == Operation::sleep)) {
       auto op = ws->op;
+      const bool sleep = op->kind == Operation::sleep;  // then asleep: stopped below
       co_await wait_done(op, deadline);
       if (!op->error.empty()) {
         RequestError err(503, "The workspace could not be stopped: its compute host cannot be reached.", op->error);
         err.retry_after_seconds = 5;
         throw err;
       }
-      co_return ws->state;
+      if (!sleep || !op->finished) co_return ws->state;
+      continue;
     }
     if (ws->op) {  // a start or restart: the stop wins
       auto op = ws->op;
@@ -656,7 +674,7 @@ asio::awaitable<State> WorkspaceManager::stop(std::string user_id, Duration wait
       continue;
     }
     if (ws->state == State::stopped) co_return State::stopped;
-    if (ws->state == State::failed) {  // its containers went when it failed
+    if (ws->state == State::failed || ws->state == State::sleeping) {  // its containers are gone already
       co_await record(ws, "stopped", {}, State::stopped);
       co_return State::stopped;
     }

@@ -148,7 +148,7 @@ class WorkspaceManager : public Workspaces {
                                                                       Duration max_wait) override;
   void record_activity(const std::string& user_id) override;
   void editor_refused(const std::string& user_id) override;
-  void on_stopping(std::function<void(const std::string& user_id)> listener) override {
+  void on_stopping(std::function<void(const std::string& user_id, bool asleep)> listener) override {
     stopping_listeners_.push_back(std::move(listener));
   }
 
@@ -161,7 +161,7 @@ class WorkspaceManager : public Workspaces {
     NetnsPtr netns;        // its network namespace (the editor's: its pod's), while it runs
   };
   struct Operation {
-    enum Kind { start, stop, restart } kind;
+    enum Kind { start, stop, restart, sleep } kind;
     bool cancelled = false;
     bool for_shutdown = false;
     bool finished = false;
@@ -194,8 +194,10 @@ class WorkspaceManager : public Workspaces {
     std::chrono::steady_clock::time_point last_restart[2]{};
     std::set<std::string> oom_ids;
     bool probing = false;
-    // activity (proxy)
+    // activity (proxy, and the gateway's bytes: see idle_check)
     std::chrono::system_clock::time_point last_activity{};
+    std::uint64_t gateway_bytes_seen = 0;
+    std::string plan;  // the plan it was started on (its idle timeout)
     bool activity_dirty = false;
     // The resource monitor's last sample of each container (editor, runtime).
     Usage usage[2];
@@ -211,6 +213,10 @@ class WorkspaceManager : public Workspaces {
   // all the containers of running workspaces there (compute/monitor.cpp).
   boost::asio::awaitable<void> monitor_loop();
   boost::asio::awaitable<void> sample_host(Host& host);
+  // After a sample: puts the workspace to sleep when its runtime's CPU is
+  // under idle-cpu-percent and nothing moved for its plan's idle timeout.
+  void idle_check(const WorkspacePtr& ws, const Host& host);
+  boost::asio::awaitable<void> run_sleep(WorkspacePtr ws, std::shared_ptr<Operation> op, std::string why);
 
   // Whether a checkpoint works on each host (Host::checkpoint), by trying one
   // (compute/checkpoint_probe.hpp); criu = off skips it.
@@ -238,7 +244,7 @@ class WorkspaceManager : public Workspaces {
   void check(const Operation& op) const;
   boost::asio::awaitable<void> ensure_reachable(Host& host);
 
-  boost::asio::awaitable<void> run_start(WorkspacePtr ws, std::shared_ptr<Operation> op);
+  boost::asio::awaitable<void> run_start(WorkspacePtr ws, std::shared_ptr<Operation> op, bool waking);
   boost::asio::awaitable<void> create_runtime(WorkspacePtr ws, Operation& op, const Owner& owner, const Plan& plan,
                                               const std::string& folder, const std::string& token,
                                               std::chrono::steady_clock::time_point deadline);
@@ -293,7 +299,7 @@ class WorkspaceManager : public Workspaces {
   GatewayMetrics gateway_metrics_;
   int starts_in_flight_ = 0;
   bool stopping_ = false;
-  std::vector<std::function<void(const std::string&)>> stopping_listeners_;
+  std::vector<std::function<void(const std::string&, bool)>> stopping_listeners_;
   boost::asio::steady_timer probe_timer_;
   boost::asio::steady_timer flush_timer_;
   boost::asio::steady_timer monitor_timer_;

@@ -56,8 +56,9 @@ class Workspaces {
   virtual void editor_refused(const std::string& user_id) = 0;
 
   // Called on the loop when a workspace begins to stop (asked, or idle):
-  // the proxy closes what is open into it.
-  virtual void on_stopping(std::function<void(const std::string& user_id)> listener) = 0;
+  // the proxy closes what is open into it. `asleep`: it is going to sleep
+  // (idle), so the ways in stay valid for its wake.
+  virtual void on_stopping(std::function<void(const std::string& user_id, bool asleep)> listener) = 0;
 };
 
 }  // namespace feuille::compute

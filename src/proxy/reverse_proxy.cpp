@@ -208,10 +208,12 @@ ReverseProxy::ReverseProxy(app::ModuleContext& ctx, compute::Workspaces& workspa
     router->add_stream({}, "/u/{id}/{rest*}", "proxy", [this](http::Exchange& ex) { return handle(ex); });
   }
   ctx.authenticator->add_revocation_listener([this](const auth::Revocation& r) { revoke(r); });
-  // A stopped workspace: its tunnels close now, and every way into it ends.
-  workspaces_.on_stopping([this](const std::string& owner) {
+  // A stopped workspace: its tunnels close now, and every way into it ends
+  // (a sleeping one keeps its cookies: a visit wakes it).
+  workspaces_.on_stopping([this](const std::string& owner, bool asleep) {
     revoke(auth::Revocation{auth::Revocation::workspace, {}, "", owner});
-    spawn(ctx_.executor, ctx_.authenticator->end_workspace(owner), logger("proxy"), "end workspace cookies");
+    if (!asleep)
+      spawn(ctx_.executor, ctx_.authenticator->end_workspace(owner), logger("proxy"), "end workspace cookies");
   });
 }
 
@@ -377,9 +379,12 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     const bool coming = compute::on_its_way(state);
     if (is_owner && (startable || coming)) {
       // Starts or wakes it, or joins the operation in flight. A start is
-      // not waited for: a page load gets the starting page, which follows
-      // the events; other requests get 503 + Retry-After.
-      const Duration wait = startable ? Duration{0} : options_.start_wait;
+      // not waited for by a page load (it gets the starting page, which
+      // follows the events), nor by other requests to a stopped workspace
+      // (503 + Retry-After); a wake is: a script's request to a sleeping
+      // workspace waits for it (start_wait) and then goes through.
+      const bool wait_for_it = !startable || (state == State::sleeping && !browser);
+      const Duration wait = wait_for_it ? options_.start_wait : Duration{0};
       try {
         editor = co_await workspaces_.start_and_wait(owner, wait);
       } catch (const RequestError& e) {

@@ -275,3 +275,53 @@ TEST(WorkspaceApi, PodmanGoneMeans503UntilItComesBack) {
   }
   service.stop();
 }
+
+TEST(WorkspaceApi, AnIdleWorkspaceSleepsAndAVisitWakesIt) {
+  // The no-checkpoint path (criu = off): the sleep removes both containers,
+  // the wake is a cold start that says Python's state was not kept.
+  WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=2s", "--criu", "off"});
+  auto& d = *a.daemon;
+  auto token = a.login("sol");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'sol'");
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  auto in = a.in(token, id);  // the workspace cookie, taken while it runs
+  const std::string at = "/u/" + id + "/";
+  ASSERT_EQ(d.get(at + "busy", in).status, 200);
+
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 20s)) << a.workspace(token).dump();
+  auto steps = d.db().scalar("SELECT string_agg(kind, ',' ORDER BY id) FROM events WHERE user_id = '" + id + "'");
+  EXPECT_THAT(steps, HasSubstr("ready,sleeping,asleep"));
+  EXPECT_THAT(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'sleeping' AND user_id = '" + id + "'"),
+              HasSubstr("idle for"));
+  EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
+  EXPECT_EQ(d.db().scalar("SELECT state FROM workspaces WHERE user_id = '" + id + "'"), "sleeping");
+
+  // A script's request (not a page) wakes it, waits for it and goes through,
+  // with the cookie it had: a sleep does not end the ways in.
+  auto woke = d.get(at + "woke", in);
+  EXPECT_EQ(woke.status, 200) << woke.body;
+  EXPECT_EQ(json::parse(woke.body)["path"], "/woke");
+  EXPECT_EQ(a.workspace(token)["state"], "running");
+  EXPECT_THAT(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'waking' AND user_id = '" + id + "'"),
+              HasSubstr("\"python_state\": \"lost\""));
+
+  // Asleep again, a page load gets the starting page and wakes it.
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 20s));
+  auto page_headers = in;
+  page_headers["Accept"] = "text/html";
+  auto page = d.get(at, page_headers);
+  EXPECT_EQ(page.status, 503);
+  EXPECT_THAT(page.body, HasSubstr("Starting your workspace"));
+  EXPECT_TRUE(a.wait_state(token, "running"));
+  // So does a visit to the dashboard.
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 20s));
+  auto dashboard = d.get("/dashboard", a.as(token));
+  EXPECT_THAT(dashboard.body, HasSubstr("data-workspace-state=\"waking\""));
+  EXPECT_TRUE(a.wait_state(token, "running"));
+  // Stopping a sleeping workspace: stopped, nothing to remove.
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 20s));
+  auto stop = a.post("/api/workspace/stop", token);
+  EXPECT_EQ(stop.status, 200) << stop.body;
+  EXPECT_EQ(a.workspace(token)["state"], "stopped");
+}

@@ -100,10 +100,18 @@ TEST(Config, DefaultsMatchTheSpec) {
   ASSERT_TRUE(free);
   EXPECT_EQ(free->memory_bytes, 256ull << 20);
   EXPECT_EQ(free->cpus, 0.5);
-  EXPECT_EQ(free->idle_timeout.count(), 900'000);
+  EXPECT_EQ(free->idle_timeout->count(), 900'000);
   EXPECT_EQ(c.find_plan("pro")->memory_bytes, 512ull << 20);
-  EXPECT_EQ(c.find_plan("team")->idle_timeout.count(), 0);
+  EXPECT_EQ(c.find_plan("team")->idle_timeout->count(), 0);
   EXPECT_EQ(c.find_plan("team")->cpus, 2);
+}
+
+TEST(Config, APlanWithoutItsOwnIdleTimeoutUsesTheKey) {
+  auto c = parse({"--idle-timeout", "5m", "--plan", "name=lab,memory=1G,cpus=1"}).config;
+  EXPECT_FALSE(c.find_plan("lab")->idle_timeout);
+  EXPECT_EQ(c.idle_timeout_of(*c.find_plan("lab")).count(), 300'000);
+  EXPECT_EQ(c.idle_timeout_of(*c.find_plan("free")).count(), 900'000);  // its own wins
+  EXPECT_EQ(c.idle_timeout_of(*c.find_plan("team")).count(), 0);        // never
 }
 
 TEST(Config, EveryKeyIsAcceptedFromAFile) {
@@ -223,7 +231,7 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.migrate_percent, 80);
   ASSERT_EQ(c.plans.size(), 4u);
   EXPECT_EQ(c.find_plan("free")->memory_bytes, 128ull << 20);
-  EXPECT_EQ(c.find_plan("free")->idle_timeout.count(), 900'000);  // unchanged fields keep the built-in value
+  EXPECT_EQ(c.find_plan("free")->idle_timeout->count(), 900'000);  // unchanged fields keep the built-in value
   EXPECT_EQ(c.find_plan("huge")->cpus, 4);
   EXPECT_EQ(c.state_dir, "/tmp/feuille-state");
   EXPECT_EQ(c.workspace_origin, "https://{id}.ws.example.net");
