@@ -107,7 +107,7 @@ TEST(Config, DefaultsMatchTheSpec) {
 }
 
 TEST(Config, APlanWithoutItsOwnIdleTimeoutUsesTheKey) {
-  auto c = parse({"--idle-timeout", "5m", "--plan", "name=lab,memory=1G,cpus=1"}).config;
+  auto c = parse({"--database-url", kDb, "--idle-timeout", "5m", "--plan", "name=lab,memory=1G,cpus=1"}).config;
   EXPECT_FALSE(c.find_plan("lab")->idle_timeout);
   EXPECT_EQ(c.idle_timeout_of(*c.find_plan("lab")).count(), 300'000);
   EXPECT_EQ(c.idle_timeout_of(*c.find_plan("free")).count(), 900'000);  // its own wins
