@@ -38,6 +38,7 @@ ComputeSettings settings_from(const Config& c) {
   s.runtime_command = c.runtime_command;
   s.runtime_user = c.runtime_user;
   s.criu = c.criu;
+  s.snapshot_dir = c.snapshot_dir;
   s.editor_health_path = c.editor_health_path;
   s.runtime_health_path = c.runtime_health_path;
   s.start_timeout = c.start_timeout;

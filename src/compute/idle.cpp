@@ -1,20 +1,29 @@
 // Idle sleep (docs/compute.md, "Idle sleep"). After each monitor sample of a
 // running workspace: its runtime's CPU under idle-cpu-percent and nothing
 // moving (proxied requests and WebSocket data frames, the gateway's bytes)
-// for its plan's idle timeout puts it to sleep. Without a working checkpoint
-// on its host the sleep removes both containers (the user's files stay) and
-// the wake is a cold start; with one, the workspace is left running until
-// the sleep snapshot exists (a later step of issue 14): a sleep never throws
-// away state that could have been kept.
+// for its plan's idle timeout puts it to sleep. Where a checkpoint works the
+// runtime's process state goes to the sleep snapshot first, and the wake
+// restores it; elsewhere the sleep removes the containers (the user's files
+// stay) and the wake is a cold start.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
 #include "compute/workspace_manager.hpp"
+#include "util/offload.hpp"
 #include "util/spawn.hpp"
 
 namespace feuille::compute {
 
 namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 void WorkspaceManager::idle_check(const WorkspacePtr& ws, const Host& host) {
   if (stopping_ || ws->op || ws->state != State::running || !ws->runtime) return;
@@ -41,28 +50,107 @@ void WorkspaceManager::idle_check(const WorkspacePtr& ws, const Host& host) {
   }
   const auto quiet = std::chrono::duration_cast<Duration>(now - ws->last_activity);
   if (quiet < timeout) return;
-  if (!host.checkpoint || host.checkpoint->works) return;  // not known yet, or the state can be kept: see above
+  if (!host.checkpoint) return;  // the probe has not answered: how to sleep is not known yet
   auto op = begin(*ws, Operation::sleep);
   const std::string why = fmt::format("idle for {} s (runtime CPU {:.1f} %, under {:.1f} %)", quiet.count() / 1000, *cpu,
                                      config_.idle_cpu_percent);
   spawn(executor_, run_sleep(ws, op, why), log_, "sleep " + ws->user_id);
 }
 
+std::string WorkspaceManager::sleep_snapshot(const std::string& user_id) const {
+  return settings_.snapshot_dir + "/" + user_id + "/sleep.tar";
+}
+
+asio::awaitable<std::uint64_t> WorkspaceManager::write_sleep_snapshot(WorkspacePtr ws) {
+  const std::string path = sleep_snapshot(ws->user_id), partial = path + ".partial";
+  const std::string dir = fs::path(path).parent_path().string();
+  auto open_it = [dir, partial]() {
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
+    int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot write " + partial + ": " + std::strerror(errno));
+    return fd;
+  };
+  const int fd = co_await offload(pool_, std::move(open_it));
+  // Pieces go to the page cache as they arrive; the fsync is off the loop.
+  PodmanClient::Sink sink = [fd, partial](asio::const_buffer b) -> asio::awaitable<void> {
+    const char* p = static_cast<const char*>(b.data());
+    for (std::size_t left = b.size(); left > 0;) {
+      ssize_t n = ::write(fd, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw std::runtime_error("writing " + partial + ": " + std::strerror(errno));
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    co_return;
+  };
+  std::optional<std::string> failed;
+  std::uint64_t bytes = 0;
+  try {
+    // Left running: the process stays until its archive is safely stored;
+    // with tcpEstablished the editor's connections through the gateway do
+    // not fail the dump (they are not restored: the editor goes too).
+    PodmanClient::CheckpointOptions o;
+    o.leave_running = true;
+    o.tcp_established = true;
+    bytes = co_await runtime_host(*ws).client->checkpoint_export(ws->runtime->name, o, sink, 10min, 60s);
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  auto finish_it = [fd, partial, path, dir, ok = !failed]() {
+    bool synced = ok && ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!synced) {
+      ::unlink(partial.c_str());
+      if (ok) throw std::runtime_error("fsync of " + partial + ": " + std::strerror(err));
+      return;
+    }
+    fs::rename(partial, path);
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  };
+  co_await offload(pool_, std::move(finish_it));
+  if (failed) throw std::runtime_error(*failed);
+  co_return bytes;
+}
+
 asio::awaitable<void> WorkspaceManager::run_sleep(WorkspacePtr ws, std::shared_ptr<Operation> op, std::string why) {
   const State before = ws->state;
   const std::string before_reason = ws->reason;
+  const bool checkpoint = runtime_host(*ws).checkpoints_work();
+  bool stored = false;
   try {
-    nlohmann::json detail = {{"reason", why}, {"python_state", "lost"}};
+    nlohmann::json detail = {{"reason", why}, {"python_state", checkpoint ? "kept" : "lost"}};
     co_await record(ws, "sleeping", std::move(detail), State::stopping);
+    nlohmann::json asleep = nlohmann::json::object();
+    if (checkpoint) {
+      // New connections to the runtime wait while it is dumped (one that
+      // arrived during the freeze would fail the dump).
+      if (ws->gateway) ws->gateway->clear_runtime();
+      const auto began = std::chrono::steady_clock::now();
+      const auto bytes = co_await write_sleep_snapshot(ws);
+      stored = true;
+      asleep = {{"snapshot_bytes", bytes},
+                {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began)
+                           .count()}};
+    }
     co_await remove_containers(ws, true);
-    co_await record(ws, "asleep", {}, State::sleeping);
-    log_->info("workspace of {} asleep ({}; no checkpoint on {}: its next visit starts it afresh)", ws->user_id, why,
-               ws->host);
+    co_await record(ws, "asleep", std::move(asleep), State::sleeping);
+    log_->info("workspace of {} asleep ({}; {})", ws->user_id, why,
+               checkpoint ? "its runtime's state is in its sleep snapshot"
+                          : "no checkpoint on " + ws->host + ": its next visit starts it afresh");
   } catch (const std::exception& e) {
     op->error = e.what();
   }
   if (!op->error.empty()) {
     log_->warn("putting the workspace of {} to sleep: {}", ws->user_id, op->error);
+    ws->last_activity = std::chrono::system_clock::now();  // not tried again before another idle timeout
+    // Nothing removed when the snapshot failed: it goes on running.
+    if (!stored && ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
     try {
       nlohmann::json detail = {{"reason", op->error}};
       co_await record(ws, "sleep-failed", std::move(detail), before, before_reason);

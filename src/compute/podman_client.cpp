@@ -335,6 +335,17 @@ asio::awaitable<std::uint64_t> PodmanClient::checkpoint_export(std::string name,
   co_return total;
 }
 
+asio::awaitable<std::string> PodmanClient::restore_import(std::string name, BodySource tarball, bool tcp_established,
+                                                          Duration timeout) {
+  auto target = std::string(kBase) + "/containers/" + url_encode(name) + "/restore?import=true&name=" + url_encode(name) +
+                "&tcpEstablished=" + (tcp_established ? "true" : "false");
+  auto r = co_await upload(bh::verb::post, target, "application/x-tar", std::move(tarball), timeout);
+  if (r.status != 200) throw error_of(r, "restore " + name);
+  auto j = r.json();
+  if (!j.is_object() || !j.contains("Id") || !j["Id"].is_string()) throw error_of(r, "restore " + name + ": no Id");
+  co_return j["Id"].get<std::string>();
+}
+
 asio::awaitable<std::string> PodmanClient::create_container(nlohmann::json spec,
                                                             std::optional<Duration> timeout) {
   std::string name = spec.value("name", "");

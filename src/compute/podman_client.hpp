@@ -147,6 +147,16 @@ class PodmanClient {
   boost::asio::awaitable<std::uint64_t> checkpoint_export(std::string name, CheckpointOptions options, Sink sink,
                                                           Duration dump_timeout, Duration idle);
 
+  // A checkpoint archive restored as a new container `name` (POST
+  // .../containers/{name}/restore?import=true&name=...), the archive streamed
+  // from `tarball`. Podman spools it whole, then restores (started, with the
+  // labels and limits of the checkpointed container, a new id: returned).
+  // `timeout` bounds each piece and the restore. tcp_established must be
+  // set for an archive dumped with it. A failure may leave a `created`
+  // container holding the name (podman-criu-contract.md).
+  boost::asio::awaitable<std::string> restore_import(std::string name, BodySource tarball, bool tcp_established,
+                                                     Duration timeout);
+
   // Builds the error of a non-2xx reply (Podman's cause and message).
   PodmanError error_of(const PodmanReply& reply, const std::string& what) const;
 

@@ -12,8 +12,12 @@
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "compute/probe.hpp"
 #include "compute/workspace_folder.hpp"
@@ -355,16 +359,24 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
   std::optional<std::string> failure;
   bool cancelled = false;
   try {
+    const std::string user_id = ws->user_id;
+    // A wake restores the sleep snapshot when there is one (and the host can
+    // restore); otherwise it is a cold start, and the user is told that
+    // Python's state was not kept (compute.md, "Idle sleep").
+    const std::string snapshot = sleep_snapshot(user_id);
+    std::error_code fec;
+    const bool has_snapshot = std::filesystem::is_regular_file(snapshot, fec);
+    const bool restore = waking && has_snapshot && runtime_host(*ws).checkpoints_work();
+    if (has_snapshot && !restore) std::filesystem::remove(snapshot, fec);  // a stop or a cold start wins over it
     if (waking) {
-      // Slept without a checkpoint (compute.md, "Idle sleep"): a cold start,
-      // and the user is told that Python's state was not kept.
-      nlohmann::json detail = {{"python_state", "lost"},
-                               {"reason", "the workspace slept without a checkpoint: Python starts afresh"}};
+      nlohmann::json detail = restore ? nlohmann::json{{"python_state", "kept"}}
+                                      : nlohmann::json{{"python_state", "lost"},
+                                                       {"reason", "the workspace slept without a checkpoint: Python "
+                                                                  "starts afresh"}};
       co_await record(ws, "waking", std::move(detail), State::waking);
     } else {
       co_await record(ws, "starting", {}, State::starting);
     }
-    const std::string user_id = ws->user_id;
     auto user = co_await db_.run([&](pqxx::work& w) { return db::find_user_by_id(w, user_id); });
     if (!user) throw StartFailure("the user does not exist");
     const Plan* plan = config_.find_plan(user->plan);
@@ -383,13 +395,35 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     check(*op);
     const std::string token = random_token();
 
-    step = "creating-runtime";
+    step = restore ? "restoring-runtime" : "creating-runtime";
     ws->host = host_named(ws->host).config.name;  // a host no longer configured: the first
     {
       nlohmann::json detail = {{"host", ws->host}};
       co_await record(ws, step, std::move(detail), std::nullopt);
     }
-    co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline);
+    std::optional<std::string> restore_failed;
+    if (restore) {
+      try {
+        co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline, snapshot);
+      } catch (const PodmanError& e) {
+        restore_failed = e.what();
+      } catch (const StartFailure& e) {
+        restore_failed = e.what();
+      }
+    }
+    if (restore_failed) {
+      // A failed restore leaves a `created` container holding the name.
+      log_->warn("restoring the runtime of {} failed ({}): a cold start, Python's state is lost", user_id,
+                 *restore_failed);
+      co_await remove_containers(ws, false);
+      std::filesystem::remove(snapshot, fec);
+      nlohmann::json detail = {{"python_state", "lost"}, {"reason", "the restore failed: " + *restore_failed}};
+      co_await record(ws, "restore-failed", std::move(detail), std::nullopt);
+      step = "creating-runtime";
+      nlohmann::json where = {{"host", ws->host}};
+      co_await record(ws, step, std::move(where), std::nullopt);
+    }
+    if (!restore || restore_failed) co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline);
     step = "waiting-for-health";
     {
       nlohmann::json detail = {{"container", "runtime"}, {"port", ws->runtime_port}};
@@ -409,6 +443,7 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     }
     ws->last_activity = std::chrono::system_clock::now();  // idle from here on
     ws->gateway_bytes_seen = 0;
+    if (restore && !restore_failed) std::filesystem::remove(snapshot, fec);  // its state lives in the runtime now
     log_->info("workspace of {} running (editor port {}, runtime port {} on {}) in {:.0f} ms", ws->user_id,
                ws->editor->port, ws->runtime_port, ws->host, secs * 1000);
   } catch (const Cancelled&) {
@@ -451,7 +486,8 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
 
 asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operation& op, const Owner& owner,
                                                        const Plan& plan, const std::string& folder,
-                                                       const std::string& token, Clock::time_point deadline) {
+                                                       const std::string& token, Clock::time_point deadline,
+                                                       const std::string& restore_from) {
   Host& host = runtime_host(*ws);
   auto left = [&]() {
     auto d = std::chrono::duration_cast<Duration>(deadline - Clock::now());
@@ -500,8 +536,23 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
   } catch (const std::invalid_argument& e) {
     throw StartFailure(std::string("runtime-command cannot be split into words: ") + e.what());
   }
-  ws->runtime->id = co_await host.client->create_container(spec, left());
-  co_await host.client->start_container(name, left());
+  if (restore_from.empty()) {
+    ws->runtime->id = co_await host.client->create_container(spec, left());
+    co_await host.client->start_container(name, left());
+  } else {
+    // The checkpointed container's own spec comes back with it (labels,
+    // limits: a plan changed since applies at the next cold start).
+    std::shared_ptr<std::FILE> file(std::fopen(restore_from.c_str(), "rbe"), [](std::FILE* f) {
+      if (f) std::fclose(f);
+    });
+    if (!file) throw StartFailure("cannot open the sleep snapshot: " + std::string(std::strerror(errno)));
+    PodmanClient::BodySource read = [file](asio::mutable_buffer b) -> asio::awaitable<std::size_t> {
+      std::size_t n = std::fread(b.data(), 1, b.size(), file.get());
+      if (n == 0 && std::ferror(file.get())) throw std::runtime_error("reading the sleep snapshot failed");
+      co_return n;
+    };
+    ws->runtime->id = co_await host.client->restore_import(name, std::move(read), true, left());
+  }
   try {
     co_await attach_runtime(ws, left());
   } catch (const std::runtime_error& e) {
@@ -675,6 +726,8 @@ asio::awaitable<State> WorkspaceManager::stop(std::string user_id, Duration wait
     }
     if (ws->state == State::stopped) co_return State::stopped;
     if (ws->state == State::failed || ws->state == State::sleeping) {  // its containers are gone already
+      std::error_code ec;
+      std::filesystem::remove(sleep_snapshot(user_id), ec);  // a stopped workspace keeps no process state
       co_await record(ws, "stopped", {}, State::stopped);
       co_return State::stopped;
     }

@@ -71,6 +71,7 @@ struct ComputeSettings {
   std::string editor_command, runtime_command;
   std::string runtime_user;  // uid[:gid], empty = the image's
   bool criu = true;          // criu = auto (off: no checkpoint is tried)
+  std::string snapshot_dir;  // <snapshot-dir>/<user id>/sleep.tar: the sleep snapshot
   std::string editor_health_path = "/health", runtime_health_path = "/mrp/v1/capabilities";
   Duration start_timeout{60'000};
   Duration probe_interval{10'000};    // health probes of running workspaces
@@ -245,9 +246,17 @@ class WorkspaceManager : public Workspaces {
   boost::asio::awaitable<void> ensure_reachable(Host& host);
 
   boost::asio::awaitable<void> run_start(WorkspacePtr ws, std::shared_ptr<Operation> op, bool waking);
+  // `restore_from`: the sleep snapshot to restore instead of a fresh
+  // container (PodmanError when Podman refuses it).
   boost::asio::awaitable<void> create_runtime(WorkspacePtr ws, Operation& op, const Owner& owner, const Plan& plan,
                                               const std::string& folder, const std::string& token,
-                                              std::chrono::steady_clock::time_point deadline);
+                                              std::chrono::steady_clock::time_point deadline,
+                                              const std::string& restore_from = "");
+  // <snapshot-dir>/<user id>/sleep.tar
+  std::string sleep_snapshot(const std::string& user_id) const;
+  // The runtime's checkpoint (left running) written to its sleep snapshot:
+  // a temporary name, fsync, rename. Returns the archive's size.
+  boost::asio::awaitable<std::uint64_t> write_sleep_snapshot(WorkspacePtr ws);
   boost::asio::awaitable<void> create_editor(WorkspacePtr ws, Operation& op, const Owner& owner,
                                              const std::string& folder, const std::string& token,
                                              std::chrono::steady_clock::time_point deadline);

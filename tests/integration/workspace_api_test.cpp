@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "dev/podman_service.hpp"
@@ -324,4 +326,61 @@ TEST(WorkspaceApi, AnIdleWorkspaceSleepsAndAVisitWakesIt) {
   auto stop = a.post("/api/workspace/stop", token);
   EXPECT_EQ(stop.status, 200) << stop.body;
   EXPECT_EQ(a.workspace(token)["state"], "stopped");
+}
+
+TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
+  // Real CRIU (scripts/criu) through real Podman; the runtime runs as uid 0,
+  // which this machine's CRIU can dump.
+  TempDir snapshots;
+  WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=2s", "--runtime-user", "0",
+                     "--snapshot-dir", snapshots.path()});
+  auto& d = *a.daemon;
+  auto token = a.login("tao");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'tao'");
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(a.workspace(token)["criu"], true);
+  auto in = a.in(token, id);
+  // Python's state, as the stand-in runtime keeps it: a value and its process's instance.
+  const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
+                              "/_standin/state";
+  auto before = d.get(runtime + "?set=kept-across-the-sleep", in);
+  ASSERT_EQ(before.status, 200) << before.body;
+  const auto instance = json::parse(before.body)["instance"];
+
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s)) << a.workspace(token).dump();
+  EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
+  const std::string archive = snapshots.path() + "/" + id + "/sleep.tar";
+  EXPECT_TRUE(std::filesystem::is_regular_file(archive));
+  EXPECT_FALSE(std::filesystem::exists(archive + ".partial"));
+  auto asleep = d.db().scalar("SELECT detail::text FROM events WHERE kind = 'asleep' AND user_id = '" + id + "'");
+  EXPECT_THAT(asleep, HasSubstr("snapshot_bytes"));
+
+  // A script's request wakes it and waits: the same process state is back.
+  auto after = d.get(runtime, in);
+  ASSERT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(json::parse(after.body)["value"], "kept-across-the-sleep");
+  EXPECT_EQ(json::parse(after.body)["instance"], instance);
+  auto steps = d.db().scalar("SELECT string_agg(kind, ',' ORDER BY id) FROM events WHERE user_id = '" + id + "'");
+  EXPECT_THAT(steps, HasSubstr("asleep,waking,restoring-runtime,waiting-for-health,starting-editor"));
+  EXPECT_THAT(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'waking' AND user_id = '" + id + "'"),
+              HasSubstr("\"python_state\": \"kept\""));
+  EXPECT_FALSE(std::filesystem::exists(archive));  // its state lives in the runtime again
+
+  // A snapshot that cannot be restored: a cold start, and the user is told.
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s));
+  std::ofstream(archive, std::ios::trunc) << "not a checkpoint";
+  auto cold = d.get(runtime, in);
+  ASSERT_EQ(cold.status, 200) << cold.body;
+  EXPECT_NE(json::parse(cold.body)["instance"], instance);
+  EXPECT_THAT(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'restore-failed' AND user_id = '" + id + "'"),
+              HasSubstr("\"python_state\": \"lost\""));
+  EXPECT_EQ(a.workspace(token)["state"], "running");
+
+  // Stopping a sleeping workspace deletes its snapshot: a stopped one keeps no process state.
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s));
+  EXPECT_TRUE(std::filesystem::is_regular_file(archive));
+  EXPECT_EQ(a.post("/api/workspace/stop", token).status, 200);
+  EXPECT_FALSE(std::filesystem::exists(archive));
 }
