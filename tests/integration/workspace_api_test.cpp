@@ -35,6 +35,14 @@ std::vector<std::string> event_names(const std::string& stream) {
   return out;
 }
 
+// VmRSS of a process, in KiB.
+long rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
 }  // namespace
 
 TEST(WorkspaceApi, TheMonitorSamplesRunningWorkspaces) {
@@ -348,14 +356,20 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   auto before = d.get(runtime + "?set=kept-across-the-sleep", in);
   ASSERT_EQ(before.status, 200) << before.body;
   const auto instance = json::parse(before.body)["instance"];
+  // 128 MiB resident: the archive streams through feuilled without growing it.
+  const std::string alloc = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
+                            "/_standin/alloc?mb=128";
+  ASSERT_EQ(d.get(alloc, in).status, 200);
+  const long rss_before = rss_kib(d.process().pid());
 
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s)) << a.workspace(token).dump();
   EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
   const std::string archive = snapshots.path() + "/" + id + "/sleep.tar";
   EXPECT_TRUE(std::filesystem::is_regular_file(archive));
   EXPECT_FALSE(std::filesystem::exists(archive + ".partial"));
-  auto asleep = d.db().scalar("SELECT detail::text FROM events WHERE kind = 'asleep' AND user_id = '" + id + "'");
-  EXPECT_THAT(asleep, HasSubstr("snapshot_bytes"));
+  auto asleep = json::parse(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'asleep' AND user_id = '" + id + "'"));
+  EXPECT_GT(asleep["snapshot_bytes"].get<std::uint64_t>(), 128ull << 20);
+  EXPECT_GT(std::filesystem::file_size(archive), 128ull << 20);
 
   // A script's request wakes it and waits: the same process state is back.
   auto after = d.get(runtime, in);
@@ -367,6 +381,7 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   EXPECT_THAT(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'waking' AND user_id = '" + id + "'"),
               HasSubstr("\"python_state\": \"kept\""));
   EXPECT_FALSE(std::filesystem::exists(archive));  // its state lives in the runtime again
+  EXPECT_LT(rss_kib(d.process().pid()) - rss_before, 32 * 1024) << "feuilled's RSS grew with the archive";
 
   // A snapshot that cannot be restored: a cold start, and the user is told.
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s));
