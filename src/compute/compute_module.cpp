@@ -376,7 +376,13 @@ std::string ComputeModule::dashboard_section(const auth::Identity& me, const nlo
   if (state == "running" || busy) h += "stop\"><button class=\"secondary\" type=\"submit\">Stop</button>";
   else h += "start\"><button type=\"submit\">Start</button>";
   h += "</form>";
-  h += "<p class=\"muted\">Snapshots: not available on this server yet (they need CRIU).</p>";
+  // What an idle sleep does to the Python state here (the host's checkpoint probe).
+  h += doc.value("criu", false)
+           ? "<p class=\"muted\" data-criu=\"true\">When idle, your workspace sleeps with its Python state and wakes "
+             "as you left it.</p>"
+           : "<p class=\"muted\" data-criu=\"false\">When idle, your workspace sleeps; on this server Python then "
+             "starts afresh at the next visit (your files are kept).</p>";
+  h += "<p class=\"muted\">Snapshots: not available on this server yet.</p>";
   h += "<script src=\"" + http::StaticAssets::instance().url("workspace.js") + "\" defer></script>";
   h += "</section>";
   return h;

@@ -328,6 +328,7 @@ TEST(WorkspaceApi, AnIdleWorkspaceSleepsAndAVisitWakesIt) {
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 20s));
   auto dashboard = d.get("/dashboard", a.as(token));
   EXPECT_THAT(dashboard.body, HasSubstr("data-workspace-state=\"waking\""));
+  EXPECT_THAT(dashboard.body, HasSubstr("data-criu=\"false\""));  // criu = off: it says the state is not kept
   EXPECT_TRUE(a.wait_state(token, "running"));
   // Stopping a sleeping workspace: stopped, nothing to remove.
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 20s));
