@@ -7,6 +7,8 @@
 // settled (failed or stopped) so that nobody is left pointing at a dead editor.
 #include <spdlog/logger.h>
 
+#include <filesystem>
+
 #include "compute/workspace_manager.hpp"
 #include "util/logging.hpp"
 
@@ -238,10 +240,22 @@ asio::awaitable<void> WorkspaceManager::settle_after_reconcile(WorkspacePtr ws) 
       }
       co_return;
     }
-    case State::stopping:
+    case State::stopping: {
+      // A stop or a sleep cut short. A sleep whose snapshot was stored
+      // (renamed into place: never a partial one) ends asleep; a partial
+      // archive is thrown away.
       co_await remove_containers(ws, false);
-      co_await record(ws, "stopped", {}, State::stopped);
+      std::error_code ec;
+      const std::string snapshot = sleep_snapshot(ws->user_id);
+      std::filesystem::remove(snapshot + ".partial", ec);
+      if (std::filesystem::is_regular_file(snapshot, ec)) {
+        nlohmann::json detail = {{"reason", "the sleep was finished after a restart of feuilled"}};
+        co_await record(ws, "asleep", std::move(detail), State::sleeping);
+      } else {
+        co_await record(ws, "stopped", {}, State::stopped);
+      }
       co_return;
+    }
     case State::stopped:
     case State::failed:
     case State::sleeping:

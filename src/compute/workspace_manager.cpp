@@ -360,14 +360,15 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
   bool cancelled = false;
   try {
     const std::string user_id = ws->user_id;
-    // A wake restores the sleep snapshot when there is one (and the host can
-    // restore); otherwise it is a cold start, and the user is told that
-    // Python's state was not kept (compute.md, "Idle sleep").
+    // A wake restores the sleep snapshot when there is one (whatever the
+    // probe says or has not said yet: a failed restore falls back below);
+    // otherwise it is a cold start, and the user is told that Python's state
+    // was not kept (compute.md, "Idle sleep").
     const std::string snapshot = sleep_snapshot(user_id);
     std::error_code fec;
     const bool has_snapshot = std::filesystem::is_regular_file(snapshot, fec);
-    const bool restore = waking && has_snapshot && runtime_host(*ws).checkpoints_work();
-    if (has_snapshot && !restore) std::filesystem::remove(snapshot, fec);  // a stop or a cold start wins over it
+    const bool restore = waking && has_snapshot;
+    if (has_snapshot && !waking) std::filesystem::remove(snapshot, fec);  // a cold start wins over it
     if (waking) {
       nlohmann::json detail = restore ? nlohmann::json{{"python_state", "kept"}}
                                       : nlohmann::json{{"python_state", "lost"},

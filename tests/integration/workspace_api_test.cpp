@@ -400,3 +400,62 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   EXPECT_EQ(a.post("/api/workspace/stop", token).status, 200);
   EXPECT_FALSE(std::filesystem::exists(archive));
 }
+
+TEST(WorkspaceApi, ADaemonKilledDuringOrAfterASleepComesBackConsistent) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=2s", "--runtime-user", "0",
+                     "--snapshot-dir", snapshots.path()});
+  auto token = a.login("uma");
+  auto id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = 'uma'");
+  const std::string archive = snapshots.path() + "/" + id + "/sleep.tar";
+  auto events_of = [&] {  // the database is the first daemon's (the others use it)
+    return a.daemon->db().scalar("SELECT coalesce(string_agg(kind, ',' ORDER BY id), '') FROM events WHERE user_id = '" + id + "'");
+  };
+  auto state_path = [&](Daemon& d) {
+    return "/u/" + id + "/proxy/" + std::to_string(a.workspace(token, &d)["runtime"]["port"].get<int>()) + "/_standin/state";
+  };
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(a.workspace(token)["criu"], true);
+  ASSERT_EQ(a.daemon->get(state_path(*a.daemon) + "?set=before-the-kill", a.in(token, id)).status, 200);
+
+  // Killed once asleep: the next feuilled finds it sleeping, and a visit restores it.
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s));
+  a.daemon->process().signal(SIGKILL);
+  a.daemon->process().wait(10s);
+  auto b = a.another();
+  EXPECT_EQ(a.workspace(token, b.get())["state"], "sleeping");
+  auto woke = b->get(state_path(*b), a.in(token, id, false, b.get(), true));
+  ASSERT_EQ(woke.status, 200) << woke.body;
+  EXPECT_EQ(json::parse(woke.body)["value"], "before-the-kill");
+
+  // Killed in the middle of a sleep (a 128 MiB dump takes a while): never
+  // a partial archive kept, never a duplicate runtime, and a state that
+  // matches what is on disk.
+  ASSERT_EQ(b->get("/u/" + id + "/proxy/" + std::to_string(a.workspace(token, b.get())["runtime"]["port"].get<int>()) +
+                       "/_standin/alloc?mb=128",
+                   a.in(token, id, false, b.get()))
+                .status,
+            200);
+  const auto before = events_of().size();
+  bool sleeping = false;
+  for (int i = 0; i < 1500 && !sleeping; ++i) {
+    std::this_thread::sleep_for(20ms);
+    sleeping = events_of().substr(before).find("sleeping") != std::string::npos;
+  }
+  ASSERT_TRUE(sleeping) << events_of();
+  b->process().signal(SIGKILL);
+  b->process().wait(10s);
+  auto c = a.another();
+  const std::string state = a.workspace(token, c.get())["state"];
+  EXPECT_FALSE(std::filesystem::exists(archive + ".partial"));
+  EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());  // both containers gone
+  if (state == "sleeping") EXPECT_TRUE(std::filesystem::is_regular_file(archive));
+  else EXPECT_EQ(state, "stopped");
+  // Either way the next visit brings a running workspace (a wake is waited
+  // for; a stopped workspace's start is not, as always).
+  auto next = c->get("/u/" + id + "/next", a.in(token, id, false, c.get(), true));
+  EXPECT_EQ(next.status, state == "sleeping" ? 200u : 503u) << next.body;
+  EXPECT_TRUE(a.wait_state(token, "running", c.get()));
+}
