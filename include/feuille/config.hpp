@@ -45,6 +45,8 @@ struct Plan {
   std::uint64_t memory_bytes = 0;
   double cpus = 0;
   std::optional<Duration> idle_timeout;  // none: the idle-timeout key's; 0 = never sleeps
+  int snapshots = 3;                                // named snapshots kept at once
+  std::uint64_t snapshot_bytes = 2ULL << 30;        // and their archives' total size
   bool operator==(const Plan&) const = default;
 };
 

@@ -219,14 +219,14 @@ void apply_plans(Config& c, const Values& values) {
   const std::string key = "plan";
   c.plans = default_plans();
   for (const auto& text : values) {
-    auto kv = parse_kv(key, text, {"name", "memory", "cpus", "idle-timeout"});
+    auto kv = parse_kv(key, text, {"name", "memory", "cpus", "idle-timeout", "snapshots", "snapshot-bytes"});
     const std::string name = kv["name"];
     if (!valid_name(name)) fail(key, "name " + show(name) + " must be lowercase letters, digits and -");
     auto it = std::find_if(c.plans.begin(), c.plans.end(), [&](auto& p) { return p.name == name; });
     bool builtin = it != c.plans.end();
     if (!builtin && (!kv.count("memory") || !kv.count("cpus")))
       fail(key, "plan " + show(name) + " needs memory= and cpus=");
-    Plan p = builtin ? *it : Plan{name, 0, 0, std::nullopt};
+    Plan p = builtin ? *it : Plan{name, 0, 0, std::nullopt, 3, 2ull << 30};
     if (kv.count("memory")) {
       auto m = units::parse_size(kv["memory"]);
       if (!m || *m < 6 * 1024 * 1024) fail(key, "memory " + show(kv["memory"]) + " is not a size of at least 6M");
@@ -244,6 +244,19 @@ void apply_plans(Config& c, const Values& values) {
       auto d = units::parse_duration(kv["idle-timeout"]);
       if (!d) fail(key, "idle-timeout " + show(kv["idle-timeout"]) + " is not a duration (e.g. 15m, or 0 for never)");
       p.idle_timeout = *d;
+    }
+    if (kv.count("snapshots")) {
+      int n = -1;
+      const auto& s = kv["snapshots"];
+      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+      if (s.empty() || ec != std::errc{} || ptr != s.data() + s.size() || n < 0 || n > 1000)
+        fail(key, "snapshots " + show(s) + " is not a whole number from 0 to 1000");
+      p.snapshots = n;
+    }
+    if (kv.count("snapshot-bytes")) {
+      auto b = units::parse_size(kv["snapshot-bytes"]);
+      if (!b) fail(key, "snapshot-bytes " + show(kv["snapshot-bytes"]) + " is not a size");
+      p.snapshot_bytes = *b;
     }
     if (builtin) *it = p;
     else c.plans.push_back(p);
@@ -557,9 +570,9 @@ std::string reword(const CLI::Error& e) {
 
 std::vector<Plan> default_plans() {
   return {
-      Plan{"free", 256ull << 20, 0.5, Duration{15 * 60'000}},
-      Plan{"pro", 512ull << 20, 1.0, Duration{60 * 60'000}},
-      Plan{"team", 1ull << 30, 2.0, Duration{0}},
+      Plan{"free", 256ull << 20, 0.5, Duration{15 * 60'000}, 3, 2ull << 30},
+      Plan{"pro", 512ull << 20, 1.0, Duration{60 * 60'000}, 10, 10ull << 30},
+      Plan{"team", 1ull << 30, 2.0, Duration{0}, 25, 50ull << 30},
   };
 }
 

@@ -231,15 +231,49 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
         co_await stream_events(ex, ex.ctx.workspace, caller->identity->id);
       });
 
-  // Snapshots and sandboxes need CRIU (a later issue).
+  // Snapshots (compute/snapshots.cpp): the owner's own, of the running runtime.
+  router.add({bh::verb::get}, "/api/snapshots", "snapshots",
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               co_return http::json_response(200, co_await manager_->list_snapshots(me->id));
+             });
+  router.add({bh::verb::post}, "/api/snapshots", "snapshots",
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               std::string name;
+               if (!req.body().empty()) {
+                 auto body = nlohmann::json::parse(req.body(), nullptr, false);
+                 if (!body.is_object() || (body.contains("name") && !body["name"].is_string()))
+                   throw RequestError(400, "The body is a JSON object with an optional \"name\" string.");
+                 name = body.value("name", "");
+               }
+               co_return http::json_response(201, co_await manager_->create_snapshot(me->id, name));
+             });
+  router.add({bh::verb::post}, "/api/snapshots/{id}/restore", "snapshots",
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               co_await manager_->restore_snapshot(me->id, std::string(rc.params.get("id")));
+               co_return http::json_response(200, {{"state", "running"}});
+             });
+  router.add({bh::verb::delete_}, "/api/snapshots/{id}", "snapshots",
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               co_await manager_->delete_snapshot(me->id, std::string(rc.params.get("id")));
+               co_return http::Response{bh::status::no_content, 11};
+             });
+  // Sandboxes need forks (a later step of the CRIU work).
   auto not_yet = [&auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
     auto me = co_await auth::require_identity(auth, req);
     rc.user = me->id;
-    co_return http::json_error(501, "Snapshots and sandboxes are not available yet (they need CRIU).");
+    co_return http::json_error(501, "Sandboxes are not available yet.");
   };
-  router.add({bh::verb::get, bh::verb::post}, "/api/snapshots", "snapshots", not_yet);
-  router.add({bh::verb::post}, "/api/snapshots/{id}/restore", "snapshots", not_yet);
-  router.add({bh::verb::delete_}, "/api/snapshots/{id}", "snapshots", not_yet);
   router.add({bh::verb::post}, "/api/workspace/sandbox", "snapshots", not_yet);
   router.add({bh::verb::delete_}, "/api/workspace/sandbox/{id}", "snapshots", not_yet);
 

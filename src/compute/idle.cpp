@@ -61,8 +61,8 @@ std::string WorkspaceManager::sleep_snapshot(const std::string& user_id) const {
   return settings_.snapshot_dir + "/" + user_id + "/sleep.tar";
 }
 
-asio::awaitable<std::uint64_t> WorkspaceManager::write_sleep_snapshot(WorkspacePtr ws) {
-  const std::string path = sleep_snapshot(ws->user_id), partial = path + ".partial";
+asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path) {
+  const std::string partial = path + ".partial";
   const std::string dir = fs::path(path).parent_path().string();
   auto open_it = [dir, partial]() {
     fs::create_directories(dir);
@@ -89,7 +89,8 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_sleep_snapshot(WorkspaceP
   try {
     // Left running: the process stays until its archive is safely stored;
     // with tcpEstablished the editor's connections through the gateway do
-    // not fail the dump (they are not restored: the editor goes too).
+    // not fail the dump (they stay on this process; a restored copy gets
+    // new ones).
     PodmanClient::CheckpointOptions o;
     o.leave_running = true;
     o.tcp_established = true;
@@ -132,7 +133,7 @@ asio::awaitable<void> WorkspaceManager::run_sleep(WorkspacePtr ws, std::shared_p
       // arrived during the freeze would fail the dump).
       if (ws->gateway) ws->gateway->clear_runtime();
       const auto began = std::chrono::steady_clock::now();
-      const auto bytes = co_await write_sleep_snapshot(ws);
+      const auto bytes = co_await write_checkpoint(ws, sleep_snapshot(ws->user_id));
       stored = true;
       asleep = {{"snapshot_bytes", bytes},
                 {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began)

@@ -346,6 +346,12 @@ asio::awaitable<std::string> PodmanClient::restore_import(std::string name, Body
   co_return j["Id"].get<std::string>();
 }
 
+asio::awaitable<void> PodmanClient::rename_container(std::string name, std::string new_name) {
+  auto r = co_await request(bh::verb::post,
+                            std::string(kBase) + "/containers/" + url_encode(name) + "/rename?name=" + url_encode(new_name));
+  if (r.status != 204 && r.status != 200) throw error_of(r, "rename " + name);
+}
+
 asio::awaitable<std::string> PodmanClient::create_container(nlohmann::json spec,
                                                             std::optional<Duration> timeout) {
   std::string name = spec.value("name", "");

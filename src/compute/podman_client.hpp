@@ -157,6 +157,9 @@ class PodmanClient {
   boost::asio::awaitable<std::string> restore_import(std::string name, BodySource tarball, bool tcp_established,
                                                      Duration timeout);
 
+  // Renames a container (running or not).
+  boost::asio::awaitable<void> rename_container(std::string name, std::string new_name);
+
   // Builds the error of a non-2xx reply (Podman's cause and message).
   PodmanError error_of(const PodmanReply& reply, const std::string& what) const;
 

@@ -20,6 +20,7 @@ asio::awaitable<void> WorkspaceManager::open() {
   instance_ = co_await db_.run(
       [](pqxx::work& w) { return w.exec("SELECT id::text FROM compute_instance")[0][0].as<std::string>(); });
   co_await load_records();
+  co_await drop_unfinished_snapshots();
   for (auto& h : hosts_) {
     try {
       co_await reconcile_host(*h, true);

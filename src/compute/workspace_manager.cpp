@@ -34,12 +34,6 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-namespace {
-
-constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kRecentSteps = 32;
-constexpr const char* kRoleName[] = {"editor", "runtime"};
-
 std::string now_iso() {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -51,6 +45,12 @@ std::string now_iso() {
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kRecentSteps = 32;
+constexpr const char* kRoleName[] = {"editor", "runtime"};
 
 std::string random_token() {
   unsigned char bytes[32];

@@ -93,6 +93,9 @@ struct StepEvent {
   std::string at;  // ISO 8601 UTC
 };
 
+// Now, as ISO 8601 UTC with milliseconds.
+std::string now_iso();
+
 // "exited with code 137 (killed: out of memory, or stopped from outside)".
 std::string exit_description(int code, bool oom);
 
@@ -142,6 +145,22 @@ class WorkspaceManager : public Workspaces {
   ComputeSettings& configure() { return settings_; }
   int starts_in_flight() const { return starts_in_flight_; }
 
+  // ---- Snapshots (compute/snapshots.cpp) ----
+  // GET /api/snapshots's document: the user's snapshots and the plan's quota.
+  boost::asio::awaitable<nlohmann::json> list_snapshots(std::string user_id);
+  // A checkpoint of the running runtime, kept (it goes on running). Throws
+  // RequestError: 409 not running, busy, name taken or past the quota; 501
+  // where checkpoints do not work; 500 when Podman or the disk fails (the
+  // workspace runs on).
+  boost::asio::awaitable<nlohmann::json> create_snapshot(std::string user_id, std::string name);
+  // Replaces the running runtime by the snapshot's process state, behind
+  // the same RUNTIME_PORT. The old runtime goes only once the restored one
+  // runs: a failure leaves it as it was.
+  boost::asio::awaitable<void> restore_snapshot(std::string user_id, std::string snapshot_id);
+  boost::asio::awaitable<void> delete_snapshot(std::string user_id, std::string snapshot_id);
+  // At open: snapshots cut short by a kill (rows 'writing', partial files).
+  boost::asio::awaitable<void> drop_unfinished_snapshots();
+
   // ---- Workspaces (the proxy's interface) ----
   std::optional<EditorTarget> editor(const std::string& user_id) const override;
   boost::asio::awaitable<EditorTarget> start_and_wait(std::string user_id, Duration max_wait) override;
@@ -162,7 +181,7 @@ class WorkspaceManager : public Workspaces {
     NetnsPtr netns;        // its network namespace (the editor's: its pod's), while it runs
   };
   struct Operation {
-    enum Kind { start, stop, restart, sleep } kind;
+    enum Kind { start, stop, restart, sleep, snapshot } kind;
     bool cancelled = false;
     bool for_shutdown = false;
     bool finished = false;
@@ -254,9 +273,9 @@ class WorkspaceManager : public Workspaces {
                                               const std::string& restore_from = "");
   // <snapshot-dir>/<user id>/sleep.tar
   std::string sleep_snapshot(const std::string& user_id) const;
-  // The runtime's checkpoint (left running) written to its sleep snapshot:
-  // a temporary name, fsync, rename. Returns the archive's size.
-  boost::asio::awaitable<std::uint64_t> write_sleep_snapshot(WorkspacePtr ws);
+  // The runtime's checkpoint (left running, with tcpEstablished) written to
+  // `path`: a temporary name, fsync, rename. Returns the archive's size.
+  boost::asio::awaitable<std::uint64_t> write_checkpoint(WorkspacePtr ws, std::string path);
   boost::asio::awaitable<void> create_editor(WorkspacePtr ws, Operation& op, const Owner& owner,
                                              const std::string& folder, const std::string& token,
                                              std::chrono::steady_clock::time_point deadline);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -120,10 +121,14 @@ TEST(WorkspaceApi, StartFollowAndStop) {
   EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
   EXPECT_EQ(a.post("/api/workspace/stop", token).status, 200);  // idempotent
 
-  // Snapshots and sandboxes: not yet.
+  // No snapshot of a stopped workspace; sandboxes: not yet.
   auto snaps = d.get("/api/snapshots", a.as(token));
-  EXPECT_EQ(snaps.status, 501);
-  EXPECT_THAT(snaps.body, HasSubstr("CRIU"));
+  EXPECT_EQ(snaps.status, 200);
+  EXPECT_EQ(json::parse(snaps.body)["snapshots"], json::array());
+  EXPECT_EQ(json::parse(snaps.body)["quota"], json({{"count", 3}, {"bytes", 2ull << 30}}));
+  auto taken = d.request("POST", "/api/snapshots", a.as(token, true));
+  EXPECT_EQ(taken.status, 409);
+  EXPECT_THAT(taken.body, HasSubstr("must be running"));
   EXPECT_EQ(d.request("POST", "/api/workspace/sandbox", a.as(token, true)).status, 501);
 }
 
@@ -458,4 +463,96 @@ TEST(WorkspaceApi, ADaemonKilledDuringOrAfterASleepComesBackConsistent) {
   auto next = c->get("/u/" + id + "/next", a.in(token, id, false, c.get(), true));
   EXPECT_EQ(next.status, state == "sleeping" ? 200u : 503u) << next.body;
   EXPECT_TRUE(a.wait_state(token, "running", c.get()));
+}
+
+TEST(WorkspaceApi, SnapshotsTakenRestoredAndDeleted) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--plan", "name=free,snapshots=2"});
+  auto& d = *a.daemon;
+  auto token = a.login("vic");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'vic'");
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(a.workspace(token)["criu"], true);
+  auto in = a.in(token, id);
+  const std::string runtime =
+      "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) + "/_standin/state";
+  auto post_json = [&](const std::string& path, const std::string& body) {
+    auto h = a.as(token, true);
+    h["Content-Type"] = "application/json";
+    return d.request("POST", path, h, body);
+  };
+  ASSERT_EQ(d.get(runtime + "?set=first", in).status, 200);
+  const auto instance = json::parse(d.get(runtime, in).body)["instance"];
+
+  // Taken while requests keep arriving through the gateway: they wait out
+  // the freeze, none fails, and the runtime runs on.
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0}, served{0};
+  std::thread loop([&] {
+    while (!done) {
+      auto r = d.get(runtime, in);
+      (r.status == 200 ? served : failures)++;
+    }
+  });
+  auto taken = post_json("/api/snapshots", R"({"name":"before the change"})");
+  done = true;
+  loop.join();
+  ASSERT_EQ(taken.status, 201) << taken.body;
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(served.load(), 0);
+  const auto snap = json::parse(taken.body);
+  EXPECT_EQ(snap["name"], "before the change");
+  EXPECT_GT(snap["size_bytes"].get<std::int64_t>(), 10'000);
+  EXPECT_TRUE(std::filesystem::is_regular_file(snapshots.path() + "/" + id + "/" + snap["id"].get<std::string>() + ".tar"));
+  EXPECT_EQ(post_json("/api/snapshots", R"({"name":"before the change"})").status, 409);  // the name is taken
+  EXPECT_EQ(post_json("/api/snapshots", R"({"name":7})").status, 400);
+
+  // Change the state, restore: the old state is back, in the same process
+  // image, behind the same port.
+  ASSERT_EQ(d.get(runtime + "?set=second", in).status, 200);
+  const auto port = a.workspace(token)["runtime"]["port"];
+  auto restored = post_json("/api/snapshots/" + snap["id"].get<std::string>() + "/restore", "");
+  ASSERT_EQ(restored.status, 200) << restored.body;
+  auto now = json::parse(d.get(runtime, in).body);
+  EXPECT_EQ(now["value"], "first");
+  EXPECT_EQ(now["instance"], instance);
+  EXPECT_EQ(a.workspace(token)["runtime"]["port"], port);
+  EXPECT_EQ(TestPodman().list({"io.feuille.instance=" + a.instance}).size(), 3u);  // editor, its pod's, one runtime
+
+  // The plan's quota: two at most here.
+  ASSERT_EQ(post_json("/api/snapshots", "").status, 201);
+  auto third = post_json("/api/snapshots", R"({"name":"one too many"})");
+  EXPECT_EQ(third.status, 409);
+  EXPECT_THAT(third.body, HasSubstr("2 snapshots at most"));
+  auto listed = json::parse(d.get("/api/snapshots", a.as(token)).body);
+  EXPECT_EQ(listed["snapshots"].size(), 2u);
+  EXPECT_EQ(listed["used"]["count"], 2);
+
+  // Another user can neither see, restore nor delete them.
+  auto other = a.login("wes");
+  const std::string path = "/api/snapshots/" + snap["id"].get<std::string>();
+  EXPECT_EQ(json::parse(d.get("/api/snapshots", a.as(other)).body)["snapshots"], json::array());
+  EXPECT_EQ(d.request("DELETE", path, a.as(other, true)).status, 404);
+  EXPECT_EQ(d.request("POST", path + "/restore", a.as(other, true)).status, 404);
+  EXPECT_EQ(d.request("DELETE", "/api/snapshots/not-a-uuid", a.as(token, true)).status, 404);
+
+  // Deleted: the row and the file.
+  EXPECT_EQ(d.request("DELETE", path, a.as(token, true)).status, 204);
+  EXPECT_FALSE(std::filesystem::exists(snapshots.path() + "/" + id + "/" + snap["id"].get<std::string>() + ".tar"));
+  EXPECT_EQ(json::parse(d.get("/api/snapshots", a.as(token)).body)["snapshots"].size(), 1u);
+  EXPECT_EQ(d.request("DELETE", path, a.as(token, true)).status, 404);
+}
+
+TEST(WorkspaceApi, SnapshotsWithoutCheckpointsAreRefusedClearly) {
+  WorkspaceDaemon a({"--criu", "off"});
+  auto token = a.login("xia");
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  auto h = a.as(token, true);
+  auto r = a.daemon->request("POST", "/api/snapshots", h);
+  EXPECT_EQ(r.status, 501);
+  EXPECT_THAT(r.body, HasSubstr("do not work on this server"));
+  EXPECT_EQ(a.workspace(token)["state"], "running");
 }

@@ -176,7 +176,7 @@ idle-timeout = "0"
 idle-cpu-percent = "2.5"
 preprovision-percent = "60%"
 migrate-percent = 80
-plan = ["name=free,memory=128M,cpus=0.25", "name=huge,memory=8G,cpus=4,idle-timeout=2h"]
+plan = ["name=free,memory=128M,cpus=0.25", "name=huge,memory=8G,cpus=4,idle-timeout=2h,snapshots=7,snapshot-bytes=3G"]
 state-dir = "/tmp/feuille-state"
 )");
   auto inv = parse({"--config", file});
@@ -233,6 +233,9 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.find_plan("free")->memory_bytes, 128ull << 20);
   EXPECT_EQ(c.find_plan("free")->idle_timeout->count(), 900'000);  // unchanged fields keep the built-in value
   EXPECT_EQ(c.find_plan("huge")->cpus, 4);
+  EXPECT_EQ(c.find_plan("huge")->snapshots, 7);
+  EXPECT_EQ(c.find_plan("huge")->snapshot_bytes, 3ull << 30);
+  EXPECT_EQ(c.find_plan("free")->snapshots, 3);  // the built-in's
   EXPECT_EQ(c.state_dir, "/tmp/feuille-state");
   EXPECT_EQ(c.workspace_origin, "https://{id}.ws.example.net");
   EXPECT_EQ(c.workspace_ticket_lifetime.count(), 30'000);
@@ -361,7 +364,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"preprovision-percent", "x", "percentage"}, BadValue{"migrate-percent", "-5", "percentage"},
         BadValue{"plan", "name=free,memory=1K", "at least 6M"}, BadValue{"plan", "name=gold,memory=1G", "needs memory= and cpus="},
         BadValue{"plan", "name=free,cpus=0", "positive"}, BadValue{"plan", "name=free,idle-timeout=soon", "duration"},
-        BadValue{"plan", "name=free,gpus=1", "unknown field"}, BadValue{"state-dir", "", "must not be empty"}),
+        BadValue{"plan", "name=free,gpus=1", "unknown field"}, BadValue{"plan", "name=free,snapshots=-1", "whole number"},
+        BadValue{"plan", "name=free,snapshot-bytes=lots", "not a size"}, BadValue{"state-dir", "", "must not be empty"}),
     [](const ::testing::TestParamInfo<BadValue>& info) {
       std::string name = info.param.key + "_" + std::to_string(info.index);
       for (auto& c : name)
