@@ -152,13 +152,7 @@ asio::awaitable<void> WorkspaceManager::run_sleep(WorkspacePtr ws, std::shared_p
     ws->last_activity = std::chrono::system_clock::now();  // not tried again before another idle timeout
     // Nothing removed when the snapshot failed: it goes on running.
     if (!stored && ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
-    try {
-      nlohmann::json detail = {{"reason", op->error}};
-      co_await record(ws, "sleep-failed", std::move(detail), before, before_reason);
-    } catch (const std::exception& e) {
-      set_state_in_memory(*ws, before, before_reason);
-      log_->warn("recording the failed sleep of {}: {}", ws->user_id, e.what());
-    }
+    co_await record_back(ws, "sleep-failed", op->error, before, before_reason);
   }
   finish(*ws, op);
 }

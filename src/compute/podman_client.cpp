@@ -9,7 +9,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 
 namespace feuille::compute {
@@ -333,6 +336,18 @@ asio::awaitable<std::uint64_t> PodmanClient::checkpoint_export(std::string name,
     co_await sink(asio::const_buffer(piece.data(), n));
   }
   co_return total;
+}
+
+PodmanClient::BodySource PodmanClient::file_source(const std::string& path) {
+  std::shared_ptr<std::FILE> file(std::fopen(path.c_str(), "rbe"), [](std::FILE* f) {
+    if (f) std::fclose(f);
+  });
+  if (!file) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  return [file, path](asio::mutable_buffer b) -> asio::awaitable<std::size_t> {
+    std::size_t n = std::fread(b.data(), 1, b.size(), file.get());
+    if (n == 0 && std::ferror(file.get())) throw std::runtime_error("reading " + path + " failed");
+    co_return n;
+  };
 }
 
 asio::awaitable<std::string> PodmanClient::restore_import(std::string name, BodySource tarball, bool tcp_established,

@@ -147,6 +147,10 @@ class PodmanClient {
   boost::asio::awaitable<std::uint64_t> checkpoint_export(std::string name, CheckpointOptions options, Sink sink,
                                                           Duration dump_timeout, Duration idle);
 
+  // A body read from a file piece by piece (an archive to restore). Throws
+  // std::runtime_error when it cannot be opened.
+  static BodySource file_source(const std::string& path);
+
   // A checkpoint archive restored as a new container `name` (POST
   // .../containers/{name}/restore?import=true&name=...), the archive streamed
   // from `tarball`. Podman spools it whole, then restores (started, with the

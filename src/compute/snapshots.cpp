@@ -193,15 +193,7 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
     // the new one exists. (A restart of feuilled midway: reconcile removes
     // the `-restoring` container, which no record claims.)
     co_await host.client->remove_container(incoming, true, 0);
-    std::shared_ptr<std::FILE> file(std::fopen(path->c_str(), "rbe"), [](std::FILE* f) {
-      if (f) std::fclose(f);
-    });
-    if (!file) throw std::runtime_error("cannot open the archive");
-    PodmanClient::BodySource read = [file](asio::mutable_buffer b) -> asio::awaitable<std::size_t> {
-      std::size_t n = std::fread(b.data(), 1, b.size(), file.get());
-      if (n == 0 && std::ferror(file.get())) throw std::runtime_error("reading the archive failed");
-      co_return n;
-    };
+    auto read = PodmanClient::file_source(*path);
     const std::string id = co_await host.client->restore_import(incoming, std::move(read), true, settings_.start_timeout);
     if (ws->gateway) ws->gateway->clear_runtime();  // new connections wait for the switch
     co_await host.client->remove_container(name, true, 0);

@@ -543,15 +543,12 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
   } else {
     // The checkpointed container's own spec comes back with it (labels,
     // limits: a plan changed since applies at the next cold start).
-    std::shared_ptr<std::FILE> file(std::fopen(restore_from.c_str(), "rbe"), [](std::FILE* f) {
-      if (f) std::fclose(f);
-    });
-    if (!file) throw StartFailure("cannot open the sleep snapshot: " + std::string(std::strerror(errno)));
-    PodmanClient::BodySource read = [file](asio::mutable_buffer b) -> asio::awaitable<std::size_t> {
-      std::size_t n = std::fread(b.data(), 1, b.size(), file.get());
-      if (n == 0 && std::ferror(file.get())) throw std::runtime_error("reading the sleep snapshot failed");
-      co_return n;
-    };
+    PodmanClient::BodySource read;
+    try {
+      read = PodmanClient::file_source(restore_from);
+    } catch (const std::runtime_error& e) {
+      throw StartFailure(e.what());
+    }
     ws->runtime->id = co_await host.client->restore_import(name, std::move(read), true, left());
   }
   try {
@@ -753,15 +750,20 @@ asio::awaitable<void> WorkspaceManager::run_stop(WorkspacePtr ws, std::shared_pt
   if (!op->error.empty()) {
     log_->warn("stopping the workspace of {}: {}", ws->user_id, op->error);
     // Nothing is known to be gone: the workspace stays as it was.
-    try {
-      nlohmann::json detail = {{"reason", op->error}};
-      co_await record(ws, "stop-failed", std::move(detail), before, before_reason);
-    } catch (const std::exception& e) {
-      set_state_in_memory(*ws, before, before_reason);
-      log_->warn("recording the failed stop of {}: {}", ws->user_id, e.what());
-    }
+    co_await record_back(ws, "stop-failed", op->error, before, before_reason);
   }
   finish(*ws, op);
+}
+
+asio::awaitable<void> WorkspaceManager::record_back(WorkspacePtr ws, std::string step, std::string why, State before,
+                                                    std::string before_reason) {
+  try {
+    nlohmann::json detail = {{"reason", why}};
+    co_await record(ws, step, std::move(detail), before, before_reason);
+  } catch (const std::exception& e) {
+    set_state_in_memory(*ws, before, before_reason);
+    log_->warn("recording {} of {}: {}", step, ws->user_id, e.what());
+  }
 }
 
 // ---------------------------------------------------------------------------

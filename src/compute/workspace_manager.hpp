@@ -237,6 +237,9 @@ class WorkspaceManager : public Workspaces {
   // under idle-cpu-percent and nothing moved for its plan's idle timeout.
   void idle_check(const WorkspacePtr& ws, const Host& host);
   boost::asio::awaitable<void> run_sleep(WorkspacePtr ws, std::shared_ptr<Operation> op, std::string why);
+  // A failed stop or sleep: the step recorded with why, the state as before.
+  boost::asio::awaitable<void> record_back(WorkspacePtr ws, std::string step, std::string why, State before,
+                                           std::string before_reason);
 
   // Whether a checkpoint works on each host (Host::checkpoint), by trying one
   // (compute/checkpoint_probe.hpp); criu = off skips it.

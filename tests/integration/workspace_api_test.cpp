@@ -36,6 +36,15 @@ std::vector<std::string> event_names(const std::string& stream) {
   return out;
 }
 
+// Starts token's workspace; returns once it runs and its host's checkpoint
+// probe has said yes.
+void start_with_checkpoints(WorkspaceDaemon& a, const std::string& token) {
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(a.workspace(token)["criu"], true);
+}
+
 // VmRSS of a process, in KiB.
 long rss_kib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -351,10 +360,7 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   auto& d = *a.daemon;
   auto token = a.login("tao");
   auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'tao'");
-  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
-  ASSERT_TRUE(a.wait_state(token, "running"));
-  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
-  ASSERT_EQ(a.workspace(token)["criu"], true);
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
   auto in = a.in(token, id);
   // Python's state, as the stand-in runtime keeps it: a value and its process's instance.
   const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
@@ -419,10 +425,7 @@ TEST(WorkspaceApi, ADaemonKilledDuringOrAfterASleepComesBackConsistent) {
   auto state_path = [&](Daemon& d) {
     return "/u/" + id + "/proxy/" + std::to_string(a.workspace(token, &d)["runtime"]["port"].get<int>()) + "/_standin/state";
   };
-  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
-  ASSERT_TRUE(a.wait_state(token, "running"));
-  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
-  ASSERT_EQ(a.workspace(token)["criu"], true);
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
   ASSERT_EQ(a.daemon->get(state_path(*a.daemon) + "?set=before-the-kill", a.in(token, id)).status, 200);
 
   // Killed once asleep: the next feuilled finds it sleeping, and a visit restores it.
@@ -471,10 +474,7 @@ TEST(WorkspaceApi, SnapshotsTakenRestoredAndDeleted) {
   auto& d = *a.daemon;
   auto token = a.login("vic");
   auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'vic'");
-  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
-  ASSERT_TRUE(a.wait_state(token, "running"));
-  for (int i = 0; i < 100 && !a.workspace(token)["criu"].get<bool>(); ++i) std::this_thread::sleep_for(100ms);
-  ASSERT_EQ(a.workspace(token)["criu"], true);
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
   auto in = a.in(token, id);
   const std::string runtime =
       "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) + "/_standin/state";
