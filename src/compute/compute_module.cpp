@@ -268,14 +268,22 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
                co_await manager_->delete_snapshot(me->id, std::string(rc.params.get("id")));
                co_return http::Response{bh::status::no_content, 11};
              });
-  // Sandboxes need forks (a later step of the CRIU work).
-  auto not_yet = [&auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
-    auto me = co_await auth::require_identity(auth, req);
-    rc.user = me->id;
-    co_return http::json_error(501, "Sandboxes are not available yet.");
-  };
-  router.add({bh::verb::post}, "/api/workspace/sandbox", "snapshots", not_yet);
-  router.add({bh::verb::delete_}, "/api/workspace/sandbox/{id}", "snapshots", not_yet);
+  // Sandboxes (compute/sandboxes.cpp): forks of the owner's running runtime.
+  router.add({bh::verb::post}, "/api/workspace/sandbox", "snapshots",
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               co_return http::json_response(201, co_await manager_->fork_sandbox(me->id));
+             });
+  router.add({bh::verb::delete_}, "/api/workspace/sandbox/{id}", "snapshots",
+             [this, &auth](http::Request& req, http::RequestContext& rc) -> asio::awaitable<http::Response> {
+               auto me = co_await auth::require_identity(auth, req);
+               rc.user = me->id;
+               auth::require_state_change(auth, req);
+               co_await manager_->remove_sandbox(me->id, std::string(rc.params.get("id")));
+               co_return http::Response{bh::status::no_content, 11};
+             });
 
   // The dashboard's buttons (forms: they work without JavaScript).
   auto form_action = [this, &auth](bool start) {

@@ -7,6 +7,7 @@
 // settled (failed or stopped) so that nobody is left pointing at a dead editor.
 #include <spdlog/logger.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "compute/workspace_manager.hpp"
@@ -21,6 +22,9 @@ asio::awaitable<void> WorkspaceManager::open() {
       [](pqxx::work& w) { return w.exec("SELECT id::text FROM compute_instance")[0][0].as<std::string>(); });
   co_await load_records();
   co_await drop_unfinished_snapshots();
+  // Sandboxes do not outlive feuilled (their gateways went with it): their
+  // containers are removed by reconcile below, their records now.
+  co_await db_.run([](pqxx::work& w) { w.exec("DELETE FROM runtimes WHERE kind = 'sandbox'"); });
   for (auto& h : hosts_) {
     try {
       co_await reconcile_host(*h, true);
@@ -63,11 +67,11 @@ asio::awaitable<void> WorkspaceManager::load_records() {
     if (r.port) ports_.mark_taken(ws->runtime_port);
   }
   for (const auto& r : runtime_rows) {
-    ports_.mark_taken(static_cast<std::uint16_t>(r.port));
-    if (r.kind == "sandbox") {
+    if (r.kind == "sandbox") {  // removed: see open()
       sandbox_names_.insert(r.name);
       continue;
     }
+    ports_.mark_taken(static_cast<std::uint16_t>(r.port));
     auto ws = get_or_create(r.user);
     Container c{r.name, r.container_id, r.host, static_cast<std::uint16_t>(r.port), r.token, false, nullptr};
     if (r.kind == "editor") ws->editor = c;
@@ -94,9 +98,11 @@ asio::awaitable<void> WorkspaceManager::reconcile_host(Host& host, bool at_start
       user = c["Labels"].value(kLabelUser, "");
       net = c["Labels"].value(kLabelNet, "");
     }
-    if (sandbox_names_.count(name)) continue;  // the CRIU work's records
     auto ws = user.empty() ? nullptr : find(user);
     if (ws && ws->op) continue;  // an operation in flight owns its containers
+    if (ws && std::any_of(ws->sandboxes.begin(), ws->sandboxes.end(),
+                          [&](const auto& s) { return s.second.name == name; }))
+      continue;  // a live sandbox of this process
     if (!user.empty() && name == editor_netns_name(user) && net == kNetIsolated) {
       netns_holders.push_back(user);  // kept with its editor, decided below
       continue;
@@ -111,6 +117,7 @@ asio::awaitable<void> WorkspaceManager::reconcile_host(Host& host, bool at_start
       why = "it was made before tenant isolation";
       if (ws) pre_isolation_.insert(user);
     }
+    else if (sandbox_names_.count(name)) why = "a sandbox from before the restart (forks do not outlive feuilled)";
     else if (!claimed) why = "no record claims it";
     else if (!has_containers(ws->state)) why = std::string("its workspace is ") + to_string(ws->state);
     else if (!running) why = "it is not running (" + c.value("State", "?") + ")";

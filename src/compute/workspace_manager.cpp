@@ -667,6 +667,7 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
 asio::awaitable<void> WorkspaceManager::remove_containers(WorkspacePtr ws, bool graceful) {
   Host& ed = editor_host();
   Host& rt = runtime_host(*ws);
+  co_await remove_sandboxes(ws);
   close_gateway(*ws);
   // The editor first (it holds the runtime's port in its settings), gracefully
   // on a stop so that it can flush the user's files; then its pod (the
@@ -802,6 +803,10 @@ asio::awaitable<nlohmann::json> WorkspaceManager::describe(std::string user_id) 
   }
   out["editor"] = std::move(editor);
   out["runtime"] = std::move(runtime);
+  nlohmann::json sandboxes = nlohmann::json::array();
+  if (ws)
+    for (const auto& [sid, sb] : ws->sandboxes) sandboxes.push_back({{"id", sid}, {"container", sb.name}, {"port", sb.port}});
+  out["sandboxes"] = std::move(sandboxes);
   co_return out;
 }
 

@@ -161,6 +161,15 @@ class WorkspaceManager : public Workspaces {
   // At open: snapshots cut short by a kill (rows 'writing', partial files).
   boost::asio::awaitable<void> drop_unfinished_snapshots();
 
+  // ---- Sandboxes (compute/sandboxes.cpp) ----
+  // A fork of the running runtime (a leave-running checkpoint restored as
+  // feuille-sb-<user>-<id>), reached from the editor at a gateway port of
+  // its own. Returns {"id", "container", "port"}. RequestError 409 (not
+  // running, busy, kMaxSandboxes reached), 501 (no checkpoints), 500.
+  boost::asio::awaitable<nlohmann::json> fork_sandbox(std::string user_id);
+  boost::asio::awaitable<void> remove_sandbox(std::string user_id, std::string sandbox_id);
+  static constexpr std::size_t kMaxSandboxes = 2;
+
   // ---- Workspaces (the proxy's interface) ----
   std::optional<EditorTarget> editor(const std::string& user_id) const override;
   boost::asio::awaitable<EditorTarget> start_and_wait(std::string user_id, Duration max_wait) override;
@@ -221,6 +230,13 @@ class WorkspaceManager : public Workspaces {
     bool activity_dirty = false;
     // The resource monitor's last sample of each container (editor, runtime).
     Usage usage[2];
+    // Forks of the runtime (compute/sandboxes.cpp), by id.
+    struct Sandbox {
+      std::string name;
+      std::uint16_t port = 0;  // its gateway's, in the editor's namespace
+      std::shared_ptr<RuntimeGateway> gateway;
+    };
+    std::map<std::string, Sandbox> sandboxes;
   };
   using WorkspacePtr = std::shared_ptr<Workspace>;
   enum Role { editor_role = 0, runtime_role = 1 };
@@ -237,6 +253,8 @@ class WorkspaceManager : public Workspaces {
   // under idle-cpu-percent and nothing moved for its plan's idle timeout.
   void idle_check(const WorkspacePtr& ws, const Host& host);
   boost::asio::awaitable<void> run_sleep(WorkspacePtr ws, std::shared_ptr<Operation> op, std::string why);
+  // Every sandbox of the workspace goes (its stop, sleep or failure).
+  boost::asio::awaitable<void> remove_sandboxes(WorkspacePtr ws);
   // A failed stop or sleep: the step recorded with why, the state as before.
   boost::asio::awaitable<void> record_back(WorkspacePtr ws, std::string step, std::string why, State before,
                                            std::string before_reason);

@@ -130,7 +130,7 @@ TEST(WorkspaceApi, StartFollowAndStop) {
   EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
   EXPECT_EQ(a.post("/api/workspace/stop", token).status, 200);  // idempotent
 
-  // No snapshot of a stopped workspace; sandboxes: not yet.
+  // No snapshot or sandbox of a stopped workspace.
   auto snaps = d.get("/api/snapshots", a.as(token));
   EXPECT_EQ(snaps.status, 200);
   EXPECT_EQ(json::parse(snaps.body)["snapshots"], json::array());
@@ -138,7 +138,7 @@ TEST(WorkspaceApi, StartFollowAndStop) {
   auto taken = d.request("POST", "/api/snapshots", a.as(token, true));
   EXPECT_EQ(taken.status, 409);
   EXPECT_THAT(taken.body, HasSubstr("must be running"));
-  EXPECT_EQ(d.request("POST", "/api/workspace/sandbox", a.as(token, true)).status, 501);
+  EXPECT_EQ(d.request("POST", "/api/workspace/sandbox", a.as(token, true)).status, 409);
 }
 
 TEST(WorkspaceApi, StateChangesNeedSameOriginWhenReachedWithTheCookie) {
@@ -555,4 +555,60 @@ TEST(WorkspaceApi, SnapshotsWithoutCheckpointsAreRefusedClearly) {
   EXPECT_EQ(r.status, 501);
   EXPECT_THAT(r.body, HasSubstr("do not work on this server"));
   EXPECT_EQ(a.workspace(token)["state"], "running");
+}
+
+TEST(WorkspaceApi, SandboxForksRunApartAndGoWithTheWorkspace) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path()});
+  auto& d = *a.daemon;
+  auto token = a.login("yan");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'yan'");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto in = a.in(token, id);
+  auto state_at = [&](int port) { return "/u/" + id + "/proxy/" + std::to_string(port) + "/_standin/state"; };
+  const int runtime_port = a.workspace(token)["runtime"]["port"].get<int>();
+  ASSERT_EQ(d.get(state_at(runtime_port) + "?set=original", in).status, 200);
+  const auto instance = json::parse(d.get(state_at(runtime_port), in).body)["instance"];
+
+  auto forked = d.request("POST", "/api/workspace/sandbox", a.as(token, true));
+  ASSERT_EQ(forked.status, 201) << forked.body;
+  const auto sb = json::parse(forked.body);
+  const int sb_port = sb["port"].get<int>();
+  EXPECT_NE(sb_port, runtime_port);
+  EXPECT_EQ(sb["container"], "feuille-sb-" + id + "-" + sb["id"].get<std::string>());
+  EXPECT_EQ(a.workspace(token)["sandboxes"].size(), 1u);
+  // The fork starts as the runtime was (the same process image), then the two diverge.
+  auto fork_state = json::parse(d.get(state_at(sb_port), in).body);
+  EXPECT_EQ(fork_state["value"], "original");
+  EXPECT_EQ(fork_state["instance"], instance);
+  ASSERT_EQ(d.get(state_at(sb_port) + "?set=changed-in-the-fork", in).status, 200);
+  EXPECT_EQ(json::parse(d.get(state_at(runtime_port), in).body)["value"], "original");
+  EXPECT_EQ(json::parse(d.get(state_at(sb_port), in).body)["value"], "changed-in-the-fork");
+
+  // Removed: its container and port go; the runtime runs on.
+  EXPECT_EQ(d.request("DELETE", "/api/workspace/sandbox/" + sb["id"].get<std::string>(), a.as(token, true)).status, 204);
+  EXPECT_FALSE(TestPodman().inspect(sb["container"].get<std::string>()));
+  EXPECT_EQ(d.request("DELETE", "/api/workspace/sandbox/" + sb["id"].get<std::string>(), a.as(token, true)).status, 404);
+  EXPECT_EQ(json::parse(d.get(state_at(runtime_port), in).body)["value"], "original");
+
+  // A stop takes its sandboxes with it.
+  auto again = d.request("POST", "/api/workspace/sandbox", a.as(token, true));
+  ASSERT_EQ(again.status, 201) << again.body;
+  EXPECT_EQ(a.post("/api/workspace/stop", token).status, 200);
+  EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
+  EXPECT_EQ(d.db().scalar("SELECT count(*) FROM runtimes WHERE kind = 'sandbox'"), "0");
+
+  // Forks do not outlive feuilled: the next one removes them and adopts the rest.
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto kept = json::parse(d.request("POST", "/api/workspace/sandbox", a.as(token, true)).body);
+  ASSERT_TRUE(TestPodman().inspect(kept["container"].get<std::string>()));
+  d.process().signal(SIGKILL);
+  d.process().wait(10s);
+  auto b = a.another();
+  EXPECT_EQ(a.workspace(token, b.get())["state"], "running");
+  EXPECT_EQ(a.workspace(token, b.get())["sandboxes"], json::array());
+  EXPECT_FALSE(TestPodman().inspect(kept["container"].get<std::string>()));
+  EXPECT_EQ(d.db().scalar("SELECT count(*) FROM runtimes WHERE kind = 'sandbox'"), "0");
+  EXPECT_EQ(a.post("/api/workspace/stop", token, b.get()).status, 200);
+  EXPECT_TRUE(std::filesystem::is_empty(snapshots.path() + "/" + id));  // no archive left behind
 }

@@ -1,0 +1,124 @@
+// Sandbox forks (docs/compute.md, "Sandboxes"): a leave-running checkpoint
+// of the runtime restored beside it as feuille-sb-<user>-<id>, with a
+// gateway port of its own in the editor's namespace. Both run on
+// independently. Forks do not outlive feuilled: a restart removes them.
+#include <openssl/rand.h>
+#include <spdlog/logger.h>
+
+#include <filesystem>
+
+#include "compute/workspace_manager.hpp"
+#include "feuille/errors.hpp"
+
+namespace feuille::compute {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string short_id() {
+  unsigned char bytes[6];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) out += {hex[b >> 4], hex[b & 15]};
+  return out;
+}
+
+}  // namespace
+
+asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_id) {
+  auto ws = find(user_id);
+  if (!ws || ws->state != State::running || !ws->runtime || !ws->editor || !ws->editor->netns)
+    throw RequestError(409, "The workspace must be running to fork its runtime.");
+  if (ws->op) throw RequestError(409, "The workspace is busy (starting, stopping or a snapshot); try again in a moment.");
+  if (ws->sandboxes.size() >= kMaxSandboxes)
+    throw RequestError(409, "A workspace has " + std::to_string(kMaxSandboxes) + " sandboxes at most: remove one first.");
+  Host& host = runtime_host(*ws);
+  if (!host.checkpoints_work())
+    throw RequestError(501, "Sandboxes need checkpoints, which do not work on this server.");
+  auto p = ports_.allocate({kRuntimePortFirst, kRuntimePortLast});
+  if (!p) throw RequestError(503, "No port is free for a sandbox; try again later.");
+  const std::uint16_t port = *p;
+  const std::string id = short_id(), name = std::string(kSandboxPrefix) + user_id + "-" + id;
+  const std::string archive = settings_.snapshot_dir + "/" + user_id + "/fork-" + id + ".tar";
+  auto op = begin(*ws, Operation::snapshot);
+  std::optional<std::string> failed;
+  bool row = false;
+  Workspace::Sandbox sb{name, port, nullptr};
+  try {
+    const std::string host_name = host.config.name;
+    co_await db_.run([&](pqxx::work& w) {
+      w.exec_params("INSERT INTO runtimes (user_id, kind, name, host, port, state) VALUES ($1, 'sandbox', $2, $3, $4, "
+                    "'creating')",
+                    user_id, name, host_name, static_cast<int>(port));
+    });
+    row = true;
+    sandbox_names_.insert(name);
+    // The original keeps its connections; new ones wait out the freeze.
+    if (ws->gateway) ws->gateway->clear_runtime();
+    std::optional<std::string> dump_failed;
+    try {
+      co_await write_checkpoint(ws, archive);
+    } catch (const std::exception& e) {
+      dump_failed = e.what();
+    }
+    if (ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
+    if (dump_failed) throw std::runtime_error(*dump_failed);
+    const std::string container_id =
+        co_await host.client->restore_import(name, PodmanClient::file_source(archive), true, settings_.start_timeout);
+    auto ns = co_await enter(host, name, settings_.start_timeout);
+    sb.gateway = co_await RuntimeGateway::open(executor_, ws->editor->netns, port, gateway_metrics_, log_, user_id,
+                                               settings_.gateway);
+    sb.gateway->set_runtime(ns);
+    co_await db_.run([&](pqxx::work& w) {
+      w.exec_params("UPDATE runtimes SET container_id = $2, state = 'running', updated_at = now() WHERE name = $1", name,
+                    container_id);
+    });
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  std::error_code ec;
+  fs::remove(archive, ec);
+  fs::remove(archive + ".partial", ec);
+  if (failed) {
+    if (sb.gateway) sb.gateway->close();
+    try {
+      co_await host.client->remove_container(name, true, 0);
+      if (row) co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM runtimes WHERE name = $1", name); });
+    } catch (const std::exception& e) {
+      log_->warn("cleaning up the failed sandbox {}: {}", name, e.what());
+    }
+    sandbox_names_.erase(name);
+    ports_.release(port);
+    finish(*ws, op);
+    log_->warn("sandbox of {} failed: {}", user_id, *failed);
+    throw RequestError(500, "The sandbox could not be made (the workspace runs on): " + *failed);
+  }
+  ws->sandboxes[id] = sb;
+  finish(*ws, op);
+  nlohmann::json detail = {{"sandbox", id}, {"port", port}};
+  co_await record(ws, "sandbox", std::move(detail), std::nullopt);
+  log_->info("sandbox {} of {} on gateway port {}", name, user_id, port);
+  co_return nlohmann::json{{"id", id}, {"container", name}, {"port", port}};
+}
+
+asio::awaitable<void> WorkspaceManager::remove_sandbox(std::string user_id, std::string sandbox_id) {
+  auto ws = find(user_id);
+  if (!ws || !ws->sandboxes.count(sandbox_id)) throw RequestError(404, "There is no such sandbox.");
+  auto sb = ws->sandboxes[sandbox_id];
+  ws->sandboxes.erase(sandbox_id);
+  if (sb.gateway) sb.gateway->close();
+  co_await runtime_host(*ws).client->remove_container(sb.name, true, 0);
+  const std::string name = sb.name;
+  co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM runtimes WHERE name = $1", name); });
+  sandbox_names_.erase(sb.name);
+  ports_.release(sb.port);
+}
+
+asio::awaitable<void> WorkspaceManager::remove_sandboxes(WorkspacePtr ws) {
+  while (!ws->sandboxes.empty()) co_await remove_sandbox(ws->user_id, ws->sandboxes.begin()->first);
+}
+
+}  // namespace feuille::compute
