@@ -1,7 +1,7 @@
 #pragma once
 // The compute module: the Podman hosts, the workspace manager, the
-// /api/workspace* routes, the snapshot/sandbox routes (501 until the CRIU
-// work), a readiness check per host, and in dev mode the stand-in images.
+// /api/workspace* routes, the snapshot and sandbox routes, a readiness check
+// per host, and in dev mode the stand-in images.
 #include <memory>
 #include <unordered_map>
 #include <string>

@@ -152,7 +152,7 @@ void WorkspaceManager::on_podman_event(Host& host, const nlohmann::json& event) 
   Role role;
   if (name == editor_name(user)) role = editor_role;
   else if (name == runtime_name(user)) role = runtime_role;
-  else return;  // a sandbox: the CRIU work's
+  else return;  // a sandbox: removed with its workspace, not restarted
   if (action == "oom") {
     ws->oom_ids.insert(id);
     return;

@@ -1,7 +1,7 @@
 #pragma once
-// A workspace's states (SPEC.md section 2, /api/workspace). This issue drives
-// stopped, starting, running, stopping and failed; sleeping, waking and
-// migrating belong to the CRIU work and are already stored and shown.
+// A workspace's states (SPEC.md section 2, /api/workspace). The idle sleep
+// drives sleeping and waking; migrating belongs to the migration work and is
+// already stored and shown.
 #include <optional>
 #include <string_view>
 

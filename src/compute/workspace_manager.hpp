@@ -341,7 +341,7 @@ class WorkspaceManager : public Workspaces {
   std::shared_ptr<spdlog::logger> log_;
   std::string instance_;
   std::unordered_map<std::string, WorkspacePtr> workspaces_;
-  std::set<std::string> sandbox_names_;  // feuille-sb-... claimed by runtimes rows (the CRIU work)
+  std::set<std::string> sandbox_names_;  // feuille-sb-... found in runtimes rows at start (removed by reconcile)
   std::set<std::string> pre_isolation_;  // users whose containers reconcile removed for predating isolation
   PortAllocator ports_;
   NetnsThread netns_thread_;  // the one thread that enters containers' namespaces

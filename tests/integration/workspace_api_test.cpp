@@ -19,6 +19,7 @@
 #include "support/netns.hpp"
 #include "support/podman.hpp"
 #include "support/workspace_daemon.hpp"
+#include "util/child_process.hpp"
 
 using namespace feuille;
 using namespace feuille::test;
@@ -611,4 +612,30 @@ TEST(WorkspaceApi, SandboxForksRunApartAndGoWithTheWorkspace) {
   EXPECT_EQ(d.db().scalar("SELECT count(*) FROM runtimes WHERE kind = 'sandbox'"), "0");
   EXPECT_EQ(a.post("/api/workspace/stop", token, b.get()).status, 200);
   EXPECT_TRUE(std::filesystem::is_empty(snapshots.path() + "/" + id));  // no archive left behind
+}
+
+TEST(WorkspaceApi, ASnapshotOnAFullDiskFailsCleanly) {
+  // snapshot-dir on a 64 KiB tmpfs: the archive (hundreds of KiB) cannot fit.
+  TempDir dir;
+  ASSERT_EQ(run_command({"mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir.path()}, {}, 10s).status, 0);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { run_command({"umount", path}, {}, 10s); }
+  } unmount{dir.path()};
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", dir.path()});
+  auto token = a.login("zed");
+  auto id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = 'zed'");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto r = a.daemon->request("POST", "/api/snapshots", a.as(token, true));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_THAT(r.body, HasSubstr("No space left on device"));
+  EXPECT_THAT(r.body, HasSubstr("the workspace runs on"));
+  EXPECT_EQ(a.workspace(token)["state"], "running");
+  EXPECT_EQ(a.daemon->db().scalar("SELECT count(*) FROM snapshots"), "0");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/" + id));
+  // And the runtime still answers through the gateway.
+  auto state = a.daemon->get("/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
+                                 "/_standin/state",
+                             a.in(token, id));
+  EXPECT_EQ(state.status, 200) << state.body;
 }
