@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Snapshots (issue 14) through feuilled against the same Podman call made
+# directly, same run, alternating rounds: POST /api/snapshots (checkpoint
+# export left running, written to snapshot-dir, recorded) against a direct
+# POST .../checkpoint?export=true&leaveRunning=true&tcpEstablished=true
+# written to a file by curl. For the idle stand-in runtime, then with MB
+# (default 128) resident. Target: <= 1.1x. Needs the CRIU of scripts/criu;
+# the runtime runs as uid 0 (podman-criu-contract.md).
+# Usage: [ROUNDS=5] bench/snapshot.sh [MB...]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+SIZES=("${@:-128}")
+export PATH="$BENCH_ROOT/build/criu:$PATH"
+
+bench_postgres
+bench_podman
+mkdir -p "$BENCH_TMP/users" "$BENCH_TMP/snapshots" "$BENCH_TMP/direct"
+bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL" --dev-login --log-level warn \
+  --data-dir "$BENCH_TMP/users" --snapshot-dir "$BENCH_TMP/snapshots" --runtime-user 0 \
+  --plan "name=free,memory=2G,snapshots=1000,snapshot-bytes=1000G" \
+  --workspace-origin 'http://{id}.ws.localhost:{port}' \
+  --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
+  --editor-command "/feuille-standin editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
+  --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities"
+trap 'bench_remove_workspaces || true; bench_cleanup' EXIT
+F=http://127.0.0.1:$FEUILLED_PORT
+SOCK=${BENCH_PODMAN_URL#unix://}
+
+bench_workspace snap
+for _ in $(seq 1 100); do
+  [ "$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["criu"])')" = True ] && break
+  sleep 0.1
+done
+bench_enter "$USER_ID" "$COOKIE"
+PORT=$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["port"])')
+RT=feuille-rt-$USER_ID
+
+direct() {
+  curl -s -o "$BENCH_TMP/direct/a.tar" -w '%{time_total}' -X POST --unix-socket "$SOCK" \
+    "http://d/v4.0.0/libpod/containers/$RT/checkpoint?export=true&leaveRunning=true&tcpEstablished=true"
+}
+through() {
+  local out t id
+  out=$(curl -s -w ' %{time_total}' -X POST -H "$AUTH" -H "Origin: $F" "$F/api/snapshots")
+  t=${out##* }
+  id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "${out% *}")
+  curl -s -o /dev/null -X DELETE -H "$AUTH" -H "Origin: $F" "$F/api/snapshots/$id"
+  echo "$t"
+}
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+resident=0
+for mb in 0 "${SIZES[@]}"; do
+  if [ "$mb" -gt "$resident" ]; then
+    curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" \
+      "$F/u/$USER_ID/proxy/$PORT/_standin/alloc?mb=$((mb - resident))"
+    resident=$mb
+  fi
+  : >"$BENCH_TMP/ratios"
+  printf '== %s MiB resident ==\n%-6s %12s %12s %8s\n' "$mb" round "direct s" "feuilled s" ratio
+  for round in $(seq 1 "${ROUNDS:-5}"); do
+    d=$(direct)
+    f=$(through)
+    r=$(awk -v a="$f" -v b="$d" 'BEGIN {printf "%.2f", a/b}')
+    echo "$r" >>"$BENCH_TMP/ratios"
+    printf '%-6s %12s %12s %8s\n' "$round" "$d" "$f" "$r"
+  done
+  echo "ratio (median): $(bench_median <"$BENCH_TMP/ratios")x direct (target <= 1.1); archive $(stat -c %s "$BENCH_TMP/direct/a.tar") bytes"
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
