@@ -2,7 +2,6 @@
 // of the runtime restored beside it as feuille-sb-<user>-<id>, with a
 // gateway port of its own in the editor's namespace. Both run on
 // independently. Forks do not outlive feuilled: a restart removes them.
-#include <openssl/rand.h>
 #include <spdlog/logger.h>
 
 #include <filesystem>
@@ -15,18 +14,6 @@ namespace feuille::compute {
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string short_id() {
-  unsigned char bytes[6];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) out += {hex[b >> 4], hex[b & 15]};
-  return out;
-}
-
-}  // namespace
 
 asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_id) {
   auto ws = find(user_id);
@@ -41,7 +28,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
   auto p = ports_.allocate({kRuntimePortFirst, kRuntimePortLast});
   if (!p) throw RequestError(503, "No port is free for a sandbox; try again later.");
   const std::uint16_t port = *p;
-  const std::string id = short_id(), name = std::string(kSandboxPrefix) + user_id + "-" + id;
+  const std::string id = random_hex(6), name = std::string(kSandboxPrefix) + user_id + "-" + id;
   const std::string archive = settings_.snapshot_dir + "/" + user_id + "/fork-" + id + ".tar";
   auto op = begin(*ws, Operation::snapshot);
   std::optional<std::string> failed;

@@ -34,6 +34,15 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+std::string random_hex(std::size_t bytes) {
+  std::vector<unsigned char> raw(bytes);
+  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : raw) out += {hex[b >> 4], hex[b & 15]};
+  return out;
+}
+
 std::string now_iso() {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -52,14 +61,6 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kRecentSteps = 32;
 constexpr const char* kRoleName[] = {"editor", "runtime"};
 
-std::string random_token() {
-  unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) out += {hex[b >> 4], hex[b & 15]};
-  return out;
-}
 
 }  // namespace
 
@@ -394,7 +395,7 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     // hold the user's operation slot).
     co_await remove_containers(ws, false);
     check(*op);
-    const std::string token = random_token();
+    const std::string token = random_hex(32);
 
     step = restore ? "restoring-runtime" : "creating-runtime";
     ws->host = host_named(ws->host).config.name;  // a host no longer configured: the first

@@ -95,6 +95,8 @@ struct StepEvent {
 
 // Now, as ISO 8601 UTC with milliseconds.
 std::string now_iso();
+// `bytes` random bytes (RAND_bytes), as lowercase hex.
+std::string random_hex(std::size_t bytes);
 
 // "exited with code 137 (killed: out of memory, or stopped from outside)".
 std::string exit_description(int code, bool oom);
