@@ -61,6 +61,14 @@ std::string WorkspaceManager::sleep_snapshot(const std::string& user_id) const {
   return settings_.snapshot_dir + "/" + user_id + "/sleep.tar";
 }
 
+asio::awaitable<void> WorkspaceManager::remove_files(std::vector<std::string> paths) {
+  auto job = [paths = std::move(paths)]() {
+    std::error_code ec;
+    for (const auto& p : paths) fs::remove(p, ec);
+  };
+  co_await offload(pool_, std::move(job));
+}
+
 asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path) {
   const std::string partial = path + ".partial";
   const std::string dir = fs::path(path).parent_path().string();

@@ -66,9 +66,8 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
   } catch (const std::exception& e) {
     failed = e.what();
   }
-  std::error_code ec;
-  fs::remove(archive, ec);
-  fs::remove(archive + ".partial", ec);
+  std::vector<std::string> gone{archive, archive + ".partial"};
+  co_await remove_files(std::move(gone));
   if (failed) {
     if (sb.gateway) sb.gateway->close();
     try {

@@ -145,8 +145,8 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
   const bool too_big = !failed && taken.used_bytes + bytes > taken.bytes_limit;
   if (failed || too_big) {
-    std::error_code ec;
-    fs::remove(path, ec);
+    std::vector<std::string> gone{path};
+    co_await remove_files(std::move(gone));
     const std::string id = taken.id;
     co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM snapshots WHERE id = $1", id); });
     if (too_big)
@@ -239,9 +239,8 @@ asio::awaitable<void> WorkspaceManager::delete_snapshot(std::string user_id, std
     return r[0][0].as<std::string>();
   });
   if (!path) throw RequestError(404, "There is no such snapshot.");
-  std::error_code ec;
-  fs::remove(*path, ec);
-  fs::remove(*path + ".partial", ec);
+  std::vector<std::string> gone{*path, *path + ".partial"};
+  co_await remove_files(std::move(gone));
 }
 
 asio::awaitable<void> WorkspaceManager::drop_unfinished_snapshots() {
@@ -252,9 +251,8 @@ asio::awaitable<void> WorkspaceManager::drop_unfinished_snapshots() {
     return out;
   });
   for (const auto& p : paths) {
-    std::error_code ec;
-    fs::remove(p + ".partial", ec);
-    fs::remove(p, ec);
+    std::vector<std::string> gone{p, p + ".partial"};
+    co_await remove_files(std::move(gone));
     log_->info("removed the snapshot {} cut short by a restart", p);
   }
 }

@@ -369,7 +369,10 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     std::error_code fec;
     const bool has_snapshot = std::filesystem::is_regular_file(snapshot, fec);
     const bool restore = waking && has_snapshot;
-    if (has_snapshot && !waking) std::filesystem::remove(snapshot, fec);  // a cold start wins over it
+    if (has_snapshot && !waking) {
+      std::vector<std::string> gone{snapshot};
+      co_await remove_files(std::move(gone));  // a cold start wins over it
+    }
     if (waking) {
       nlohmann::json detail = restore ? nlohmann::json{{"python_state", "kept"}}
                                       : nlohmann::json{{"python_state", "lost"},
@@ -418,7 +421,8 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
       log_->warn("restoring the runtime of {} failed ({}): a cold start, Python's state is lost", user_id,
                  *restore_failed);
       co_await remove_containers(ws, false);
-      std::filesystem::remove(snapshot, fec);
+      std::vector<std::string> gone{snapshot};
+      co_await remove_files(std::move(gone));
       nlohmann::json detail = {{"python_state", "lost"}, {"reason", "the restore failed: " + *restore_failed}};
       co_await record(ws, "restore-failed", std::move(detail), std::nullopt);
       step = "creating-runtime";
@@ -445,7 +449,10 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     }
     ws->last_activity = std::chrono::system_clock::now();  // idle from here on
     ws->gateway_bytes_seen = 0;
-    if (restore && !restore_failed) std::filesystem::remove(snapshot, fec);  // its state lives in the runtime now
+    if (restore && !restore_failed) {
+      std::vector<std::string> gone{snapshot};
+      co_await remove_files(std::move(gone));  // its state lives in the runtime now
+    }
     log_->info("workspace of {} running (editor port {}, runtime port {} on {}) in {:.0f} ms", ws->user_id,
                ws->editor->port, ws->runtime_port, ws->host, secs * 1000);
   } catch (const Cancelled&) {
@@ -726,8 +733,8 @@ asio::awaitable<State> WorkspaceManager::stop(std::string user_id, Duration wait
     }
     if (ws->state == State::stopped) co_return State::stopped;
     if (ws->state == State::failed || ws->state == State::sleeping) {  // its containers are gone already
-      std::error_code ec;
-      std::filesystem::remove(sleep_snapshot(user_id), ec);  // a stopped workspace keeps no process state
+      std::vector<std::string> gone{sleep_snapshot(user_id)};
+      co_await remove_files(std::move(gone));  // a stopped workspace keeps no process state
       co_await record(ws, "stopped", {}, State::stopped);
       co_return State::stopped;
     }

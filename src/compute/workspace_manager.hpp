@@ -296,6 +296,9 @@ class WorkspaceManager : public Workspaces {
                                               const std::string& restore_from = "");
   // <snapshot-dir>/<user id>/sleep.tar
   std::string sleep_snapshot(const std::string& user_id) const;
+  // Deletes archives (missing ones are fine) on the pool: an unlink of a
+  // large file can take a while, never on the loop.
+  boost::asio::awaitable<void> remove_files(std::vector<std::string> paths);
   // The runtime's checkpoint (left running, with tcpEstablished) written to
   // `path`: a temporary name, fsync, rename. Returns the archive's size.
   boost::asio::awaitable<std::uint64_t> write_checkpoint(WorkspacePtr ws, std::string path);
