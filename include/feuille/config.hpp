@@ -126,6 +126,7 @@ struct Config {
   Duration monitor_interval{5'000};
   Duration idle_timeout{15 * 60'000};
   double idle_cpu_percent = 1;
+  Duration drain_timeout{10'000};
   double preprovision_percent = 50;
   double migrate_percent = 75;
   std::vector<Plan> plans;

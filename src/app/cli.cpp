@@ -535,6 +535,9 @@ std::vector<Key> build_table() {
       [](B b) { return b.duration(&Config::idle_timeout); });
   add("idle-cpu-percent", Kind::value, "1", "CPU below this counts as idle", true,
       [](B b) { return b.percent(&Config::idle_cpu_percent); });
+  add("drain-timeout", Kind::value, "10s",
+      "before a sleep, how long open connections from the editor to the runtime may take to end (then cut)", true,
+      [](B b) { return b.duration(&Config::drain_timeout); });
   add("preprovision-percent", Kind::value, "50", "memory use (of the limit) that reserves a bigger host", true,
       [](B b) { return b.percent(&Config::preprovision_percent); });
   add("migrate-percent", Kind::value, "75", "memory use (of the limit) that migrates to the bigger host", true,

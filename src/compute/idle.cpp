@@ -69,7 +69,7 @@ asio::awaitable<void> WorkspaceManager::remove_files(std::vector<std::string> pa
   co_await offload(pool_, std::move(job));
 }
 
-asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path) {
+asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path, bool resume) {
   const std::string partial = path + ".partial";
   const std::string dir = fs::path(path).parent_path().string();
   auto open_it = [dir, partial]() {
@@ -80,20 +80,27 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
     return fd;
   };
   const int fd = co_await offload(pool_, std::move(open_it));
-  // Pieces go to the page cache as they arrive; the fsync is off the loop.
-  PodmanClient::Sink sink = [fd, partial](asio::const_buffer b) -> asio::awaitable<void> {
-    const char* p = static_cast<const char*>(b.data());
-    for (std::size_t left = b.size(); left > 0;) {
-      ssize_t n = ::write(fd, p, left);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error("writing " + partial + ": " + std::strerror(errno));
-      p += n;
-      left -= static_cast<std::size_t>(n);
-    }
-    co_return;
+  // Pieces (1 MiB) are written, and the file fsynced, on the pool. Each
+  // piece's writeback starts at once, so the final fsync has little left.
+  auto written = std::make_shared<off_t>(0);
+  PodmanClient::Sink sink = [this, fd, partial, written](asio::const_buffer b) -> asio::awaitable<void> {
+    auto write_it = [fd, partial, b, written]() {
+      const char* p = static_cast<const char*>(b.data());
+      for (std::size_t left = b.size(); left > 0;) {
+        ssize_t n = ::write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::runtime_error("writing " + partial + ": " + std::strerror(errno));
+        p += n;
+        left -= static_cast<std::size_t>(n);
+      }
+      ::sync_file_range(fd, *written, static_cast<off_t>(b.size()), SYNC_FILE_RANGE_WRITE);
+      *written += static_cast<off_t>(b.size());
+    };
+    co_await offload(pool_, std::move(write_it));
   };
   std::optional<std::string> failed;
   std::uint64_t bytes = 0;
+  if (ws->gateway) ws->gateway->clear_runtime();
   try {
     // Left running: the process stays until its archive is safely stored;
     // with tcpEstablished the editor's connections through the gateway do
@@ -122,7 +129,12 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
       ::close(dfd);
     }
   };
-  co_await offload(pool_, std::move(finish_it));
+  try {
+    co_await offload(pool_, std::move(finish_it));
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  if ((resume || failed) && ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
   if (failed) throw std::runtime_error(*failed);
   co_return bytes;
 }
@@ -137,15 +149,21 @@ asio::awaitable<void> WorkspaceManager::run_sleep(WorkspacePtr ws, std::shared_p
     co_await record(ws, "sleeping", std::move(detail), State::stopping);
     nlohmann::json asleep = nlohmann::json::object();
     if (checkpoint) {
-      // New connections to the runtime wait while it is dumped (one that
-      // arrived during the freeze would fail the dump).
-      if (ws->gateway) ws->gateway->clear_runtime();
+      // Nothing may reach the runtime after its dump: new connections are
+      // held, open ones (a streamed execution) get drain-timeout to end.
+      std::size_t cut = 0;
+      if (ws->gateway) cut = co_await ws->gateway->drain(config_.drain_timeout);
+      if (cut > 0)
+        log_->warn("putting the workspace of {} to sleep: {} connection(s) from its editor to its runtime still open "
+                   "after {} ms, cut",
+                   ws->user_id, cut, config_.drain_timeout.count());
       const auto began = std::chrono::steady_clock::now();
-      const auto bytes = co_await write_checkpoint(ws, sleep_snapshot(ws->user_id));
+      const auto bytes = co_await write_checkpoint(ws, sleep_snapshot(ws->user_id), false);
       stored = true;
       asleep = {{"snapshot_bytes", bytes},
                 {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began)
-                           .count()}};
+                           .count()},
+                {"connections_cut", cut}};
     }
     co_await remove_containers(ws, true);
     co_await record(ws, "asleep", std::move(asleep), State::sleeping);

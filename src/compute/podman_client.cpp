@@ -1,8 +1,10 @@
 #include "compute/podman_client.hpp"
 
 #include "http/url.hpp"
+#include "util/offload.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -18,6 +20,7 @@
 namespace feuille::compute {
 
 using http::url_encode;
+using namespace boost::asio::experimental::awaitable_operators;
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -25,6 +28,9 @@ namespace bh = beast::http;
 using Clock = std::chrono::steady_clock;
 using Protocol = asio::local::stream_protocol;
 using Stream = beast::basic_stream<Protocol, asio::any_io_executor>;
+
+// The piece a streamed body (archive) is read, written and uploaded in.
+constexpr std::size_t kUploadPiece = 1 << 20;
 
 namespace {
 
@@ -60,7 +66,9 @@ nlohmann::json PodmanReply::json() const {
 }
 
 struct Connection {
-  explicit Connection(asio::any_io_executor ex) : stream(ex) {}
+  // Beast reads at most the buffer's free capacity (512 bytes at least):
+  // without room, a 128 MiB archive took 260,000 reads of ~500 bytes.
+  explicit Connection(asio::any_io_executor ex) : stream(ex) { buffer.reserve(64 * 1024); }
   Stream stream;
   beast::flat_buffer buffer;
   Clock::time_point idle_since{};
@@ -186,7 +194,7 @@ asio::awaitable<PodmanReply> PodmanClient::upload(bh::verb method, std::string t
   conn->stream.expires_after(idle_timeout);
   auto [hec, hn] = co_await bh::async_write_header(conn->stream, sr, tuple_awaitable);
   beast::error_code wec = hec;
-  std::vector<char> chunk(64 * 1024);
+  std::vector<char> chunk(kUploadPiece);
   while (!wec) {
     std::size_t n = co_await source(asio::buffer(chunk));
     conn->stream.expires_after(idle_timeout);
@@ -327,26 +335,45 @@ asio::awaitable<std::uint64_t> PodmanClient::checkpoint_export(std::string name,
     std::string body = co_await stream->read_rest(idle);
     throw error_of(PodmanReply{stream->status(), std::move(body)}, "checkpoint " + name);
   }
-  std::vector<char> piece(64 * 1024);
-  std::uint64_t total = 0;
-  for (;;) {
-    std::size_t n = co_await stream->read_some(asio::buffer(piece), idle);
-    if (n == 0) break;
-    total += n;
-    co_await sink(asio::const_buffer(piece.data(), n));
+  // Podman sends the archive in chunks of a few KiB: gathered into 1 MiB
+  // pieces (a sink call per chunk cost 2.8x the time), and the next piece
+  // is read while the sink takes the last one.
+  ResponseStream& from = *stream;
+  auto fill = [&from, idle](std::vector<char>& piece) -> asio::awaitable<std::size_t> {
+    std::size_t filled = 0;
+    while (filled < piece.size()) {
+      std::size_t n = co_await from.read_some(asio::buffer(piece.data() + filled, piece.size() - filled), idle);
+      if (n == 0) break;
+      filled += n;
+    }
+    co_return filled;
+  };
+  std::vector<char> ready(kUploadPiece), next(kUploadPiece);
+  std::size_t have = co_await fill(ready);
+  std::uint64_t total = have;
+  while (have > 0) {
+    auto given = sink(asio::const_buffer(ready.data(), have));
+    auto read = fill(next);
+    const std::size_t got = co_await (std::move(given) && std::move(read));
+    total += got;
+    have = got;
+    ready.swap(next);
   }
   co_return total;
 }
 
-PodmanClient::BodySource PodmanClient::file_source(const std::string& path) {
+PodmanClient::BodySource PodmanClient::file_source(const std::string& path, asio::thread_pool& pool) {
   std::shared_ptr<std::FILE> file(std::fopen(path.c_str(), "rbe"), [](std::FILE* f) {
     if (f) std::fclose(f);
   });
   if (!file) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
-  return [file, path](asio::mutable_buffer b) -> asio::awaitable<std::size_t> {
-    std::size_t n = std::fread(b.data(), 1, b.size(), file.get());
-    if (n == 0 && std::ferror(file.get())) throw std::runtime_error("reading " + path + " failed");
-    co_return n;
+  return [file, path, &pool](asio::mutable_buffer b) -> asio::awaitable<std::size_t> {
+    auto read = [file, path, b]() {
+      std::size_t n = std::fread(b.data(), 1, b.size(), file.get());
+      if (n == 0 && std::ferror(file.get())) throw std::runtime_error("reading " + path + " failed");
+      return n;
+    };
+    co_return co_await offload(pool, std::move(read));
   };
 }
 

@@ -21,6 +21,10 @@
 
 #include "feuille/config.hpp"
 
+namespace boost::asio {
+class thread_pool;
+}
+
 namespace feuille::compute {
 
 // A failed call. status 0 = the host could not be reached or broke the
@@ -143,13 +147,15 @@ class PodmanClient {
     bool leave_running = false;
     bool tcp_established = false;
   };
+  // The archive reaches `sink` in pieces of up to 1 MiB (gathered from
+  // Podman's small chunks, so a file sink writes rarely).
   using Sink = std::function<boost::asio::awaitable<void>(boost::asio::const_buffer)>;
   boost::asio::awaitable<std::uint64_t> checkpoint_export(std::string name, CheckpointOptions options, Sink sink,
                                                           Duration dump_timeout, Duration idle);
 
-  // A body read from a file piece by piece (an archive to restore). Throws
-  // std::runtime_error when it cannot be opened.
-  static BodySource file_source(const std::string& path);
+  // A body read from a file piece by piece (an archive to restore), each
+  // read on `pool`. Throws std::runtime_error when it cannot be opened.
+  static BodySource file_source(const std::string& path, boost::asio::thread_pool& pool);
 
   // A checkpoint archive restored as a new container `name` (POST
   // .../containers/{name}/restore?import=true&name=...), the archive streamed

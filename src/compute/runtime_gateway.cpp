@@ -10,6 +10,8 @@
 
 #include "util/spawn.hpp"
 
+#include <algorithm>
+
 namespace feuille::compute {
 
 namespace asio = boost::asio;
@@ -67,6 +69,24 @@ void RuntimeGateway::set_runtime(NetnsPtr runtime_ns) {
 void RuntimeGateway::clear_runtime() {
   runtime_.reset();
   changed_.notify_all();
+}
+
+std::size_t RuntimeGateway::relaying() const {
+  return static_cast<std::size_t>(std::count_if(conns_.begin(), conns_.end(), [](Conn* c) { return c->pumps > 0; }));
+}
+
+asio::awaitable<std::size_t> RuntimeGateway::drain(Duration bound) {
+  auto self = shared_from_this();
+  clear_runtime();
+  const auto deadline = Clock::now() + bound;
+  while (relaying() > 0 && !closed_ && Clock::now() < deadline) co_await changed_.wait_until(deadline);
+  std::size_t cut = 0;
+  for (auto* c : conns_)
+    if (c->pumps > 0) {
+      c->close_both();  // its pumps end and drop it
+      ++cut;
+    }
+  co_return cut;
 }
 
 void RuntimeGateway::close() {
@@ -190,6 +210,7 @@ void RuntimeGateway::drop(Conn& c) {
   c.close_both();
   conns_.erase(&c);
   metrics_.open->Decrement();
+  if (!runtime_) changed_.notify_all();  // a drain may be waiting for it
 }
 
 }  // namespace feuille::compute

@@ -67,6 +67,13 @@ class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
   // Connections already relayed stay until either end closes them.
   void clear_runtime();
   bool has_runtime() const { return runtime_ != nullptr; }
+  // Holds new connections (clear_runtime) and waits, up to `bound`, for the
+  // relayed ones to end; those still open then are cut (closed both ways).
+  // Returns how many were cut. Before a sleep or a move: nothing may reach
+  // the runtime after its dump.
+  boost::asio::awaitable<std::size_t> drain(Duration bound);
+  // Connections relayed to the runtime now (not the held ones).
+  std::size_t relaying() const;
   // Ends the listener and every connection (the editor is going).
   void close();
 

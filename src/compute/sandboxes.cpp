@@ -43,18 +43,9 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
     });
     row = true;
     sandbox_names_.insert(name);
-    // The original keeps its connections; new ones wait out the freeze.
-    if (ws->gateway) ws->gateway->clear_runtime();
-    std::optional<std::string> dump_failed;
-    try {
-      co_await write_checkpoint(ws, archive);
-    } catch (const std::exception& e) {
-      dump_failed = e.what();
-    }
-    if (ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
-    if (dump_failed) throw std::runtime_error(*dump_failed);
+    co_await write_checkpoint(ws, archive, true);  // the original keeps its connections
     const std::string container_id =
-        co_await host.client->restore_import(name, PodmanClient::file_source(archive), true, settings_.start_timeout);
+        co_await host.client->restore_import(name, PodmanClient::file_source(archive, pool_), true, settings_.start_timeout);
     auto ns = co_await enter(host, name, settings_.start_timeout);
     sb.gateway = co_await RuntimeGateway::open(executor_, ws->editor->netns, port, gateway_metrics_, log_, user_id,
                                                settings_.gateway);

@@ -132,15 +132,11 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
   std::optional<std::string> failed;
   std::uint64_t bytes = 0;
   const auto began = std::chrono::steady_clock::now();
-  // New connections to the runtime wait while it is frozen (one arriving
-  // then would fail the dump); the open ones stay (tcpEstablished).
-  if (ws->gateway) ws->gateway->clear_runtime();
   try {
-    bytes = co_await write_checkpoint(ws, path);
+    bytes = co_await write_checkpoint(ws, path, true);
   } catch (const std::exception& e) {
     failed = e.what();
   }
-  if (ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
   finish(*ws, op);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
   const bool too_big = !failed && taken.used_bytes + bytes > taken.bytes_limit;
@@ -193,7 +189,7 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
     // the new one exists. (A restart of feuilled midway: reconcile removes
     // the `-restoring` container, which no record claims.)
     co_await host.client->remove_container(incoming, true, 0);
-    auto read = PodmanClient::file_source(*path);
+    auto read = PodmanClient::file_source(*path, pool_);
     const std::string id = co_await host.client->restore_import(incoming, std::move(read), true, settings_.start_timeout);
     if (ws->gateway) ws->gateway->clear_runtime();  // new connections wait for the switch
     co_await host.client->remove_container(name, true, 0);

@@ -553,7 +553,7 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
     // limits: a plan changed since applies at the next cold start).
     PodmanClient::BodySource read;
     try {
-      read = PodmanClient::file_source(restore_from);
+      read = PodmanClient::file_source(restore_from, pool_);
     } catch (const std::runtime_error& e) {
       throw StartFailure(e.what());
     }

@@ -301,7 +301,12 @@ class WorkspaceManager : public Workspaces {
   boost::asio::awaitable<void> remove_files(std::vector<std::string> paths);
   // The runtime's checkpoint (left running, with tcpEstablished) written to
   // `path`: a temporary name, fsync, rename. Returns the archive's size.
-  boost::asio::awaitable<std::uint64_t> write_checkpoint(WorkspacePtr ws, std::string path);
+  // New gateway connections are held during the dump (one arriving then
+  // would fail it); open ones stay. After it the gateway points at the
+  // runtime again when `resume` (a snapshot or fork: the runtime runs on)
+  // or when it failed; a sleep keeps them held (what reached the runtime
+  // after its dump would be lost).
+  boost::asio::awaitable<std::uint64_t> write_checkpoint(WorkspacePtr ws, std::string path, bool resume);
   boost::asio::awaitable<void> create_editor(WorkspacePtr ws, Operation& op, const Owner& owner,
                                              const std::string& folder, const std::string& token,
                                              std::chrono::steady_clock::time_point deadline);

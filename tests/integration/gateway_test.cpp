@@ -3,7 +3,8 @@
 // the test's own servers on 8888. Byte relay both ways with half-close,
 // holding connections while the runtime is away (then closing them), a
 // refusing runtime held until the gateway points elsewhere, EADDRINUSE as a
-// failure, 100 MiB through in bounded memory, and close() ending everything.
+// failure, 100 MiB through in bounded memory, close() ending everything, and
+// a drain waiting for open connections then cutting those left.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -335,4 +336,59 @@ TEST(RuntimeGateway, CloseEndsTheListenerAndEveryConnection) {
     h.on_loop([&] { left = h.gateway->connections(); });
   EXPECT_EQ(left, 0u);
   EXPECT_EQ(h.metrics.open->Value(), 0);
+}
+
+TEST(RuntimeGateway, DrainWaitsForOpenConnectionsThenCutsThoseLeft) {
+  TestNetns editor, runtime;
+  Runtime rt(runtime.path(), true);  // one connection at a time
+  Harness h;
+  h.open(editor, kPort);
+  h.point_at(runtime);
+  auto with_timeout = [](int c) {
+    timeval tv{5, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return c;
+  };
+  auto relayed = [&] {
+    int c = with_timeout(connect_in(editor.path(), kPort));
+    char buf[4];
+    EXPECT_EQ(::send(c, "ping", 4, 0), 4);
+    EXPECT_EQ(::recv(c, buf, 4, MSG_WAITALL), 4);
+    return c;
+  };
+  auto drain = [&](Duration bound) { return asio::co_spawn(h.ioc, h.gateway->drain(bound), asio::use_future); };
+
+  // A connection that ends during the drain: it returns then, nothing cut.
+  int ending = relayed();
+  auto began = std::chrono::steady_clock::now();
+  auto first = drain(Duration{10'000});
+  std::this_thread::sleep_for(200ms);
+  ::close(ending);
+  EXPECT_EQ(first.get(), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s);
+
+  // One still open at the bound is cut; one arriving meanwhile is held.
+  h.point_at(runtime);
+  int staying = relayed();
+  began = std::chrono::steady_clock::now();
+  auto second = drain(Duration{1'000});
+  std::this_thread::sleep_for(200ms);
+  int held = with_timeout(connect_in(editor.path(), kPort));
+  ASSERT_EQ(::send(held, "late", 4, 0), 4);
+  EXPECT_EQ(second.get(), 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 1s);
+  EXPECT_EQ(read_to_eof(staying, 5s), std::optional<std::string>(""));
+  ::close(staying);
+  h.on_loop([&] {
+    EXPECT_FALSE(h.gateway->has_runtime());
+    EXPECT_EQ(h.gateway->relaying(), 0u);
+  });
+  // The held one goes through once the gateway points at a runtime again.
+  h.point_at(runtime);
+  char buf[4] = {};
+  EXPECT_EQ(::recv(held, buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "late");
+  ::close(held);
+  // Nothing open: a drain is immediate.
+  EXPECT_EQ(drain(Duration{5'000}).get(), 0u);
 }

@@ -46,6 +46,23 @@ void start_with_checkpoints(WorkspaceDaemon& a, const std::string& token) {
   ASSERT_EQ(a.workspace(token)["criu"], true);
 }
 
+// Opens a request through d's proxy with `headers` (a workspace's Host and
+// cookie) on a connection of its own, left open for the test to read.
+std::unique_ptr<RawConnection> open_request(Daemon& d, const std::string& target,
+                                            const std::map<std::string, std::string>& headers) {
+  auto c = std::make_unique<RawConnection>("127.0.0.1", d.port());
+  std::string req = "GET " + target + " HTTP/1.1\r\n";
+  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  c->send(req + "\r\n");
+  return c;
+}
+
+// The last event number ("n":N) of a stand-in's /_sse stream read so far.
+int last_tick(const std::string& stream) {
+  auto at = stream.rfind("\"n\":");
+  return at == std::string::npos ? -1 : std::stoi(stream.substr(at + 4));
+}
+
 // VmRSS of a process, in KiB.
 long rss_kib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -413,6 +430,36 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   EXPECT_FALSE(std::filesystem::exists(archive));
 }
 
+TEST(WorkspaceApi, ASleepGivesOpenExecutionsTheDrainTimeoutThenCutsThem) {
+  // A streamed execution that says nothing (one event, then silence for 10
+  // minutes) does not keep an idle workspace awake; its connection through
+  // the gateway gets drain-timeout to end, then is cut before the dump, so
+  // nothing reaches the runtime after it.
+  TempDir snapshots;
+  WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=2s", "--runtime-user", "0",
+                     "--snapshot-dir", snapshots.path(), "--drain-timeout", "1s"});
+  auto& d = *a.daemon;
+  auto token = a.login("ugo");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'ugo'");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto in = a.in(token, id);
+  const std::string sse = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
+                          "/_sse?count=0&interval_ms=600000";
+  auto quiet = open_request(d, sse, in);
+  ASSERT_THAT(read_until(*quiet, "\"n\":0}", 10s), HasSubstr("event: tick"));
+
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s)) << a.workspace(token).dump();
+  EXPECT_TRUE(quiet->closed_by_peer(5s));
+  auto asleep = json::parse(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'asleep' AND user_id = '" + id + "'"));
+  EXPECT_EQ(asleep["connections_cut"], 1) << asleep.dump();
+  // The cut came after the drain timeout, not at once.
+  auto waited = d.db().scalar(
+      "SELECT extract(epoch FROM (SELECT max(at) FROM events WHERE kind = 'asleep' AND user_id = '" + id +
+      "') - (SELECT max(at) FROM events WHERE kind = 'sleeping' AND user_id = '" + id + "'))");
+  EXPECT_GE(std::stod(waited), 1.0);
+  EXPECT_TRUE(std::filesystem::is_regular_file(snapshots.path() + "/" + id + "/sleep.tar"));
+}
+
 TEST(WorkspaceApi, ADaemonKilledDuringOrAfterASleepComesBackConsistent) {
   TempDir snapshots;
   WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=2s", "--runtime-user", "0",
@@ -487,8 +534,14 @@ TEST(WorkspaceApi, SnapshotsTakenRestoredAndDeleted) {
   ASSERT_EQ(d.get(runtime + "?set=first", in).status, 200);
   const auto instance = json::parse(d.get(runtime, in).body)["instance"];
 
-  // Taken while requests keep arriving through the gateway: they wait out
-  // the freeze, none fails, and the runtime runs on.
+  // Taken while a streamed execution is open through the gateway (events
+  // every 50 ms) and requests keep arriving: the stream stays on the
+  // original and goes on, the requests wait out the freeze, none fails.
+  const std::string sse = "/u/" + id + "/proxy/" +
+                          std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
+                          "/_sse?count=0&interval_ms=50";
+  auto streaming = open_request(d, sse, in);
+  ASSERT_THAT(read_until(*streaming, "\"n\":2}", 10s), HasSubstr("event: tick"));
   std::atomic<bool> done{false};
   std::atomic<int> failures{0}, served{0};
   std::thread loop([&] {
@@ -503,6 +556,10 @@ TEST(WorkspaceApi, SnapshotsTakenRestoredAndDeleted) {
   ASSERT_EQ(taken.status, 201) << taken.body;
   EXPECT_EQ(failures.load(), 0);
   EXPECT_GT(served.load(), 0);
+  const int seen = last_tick(read_until(*streaming, "\n\n", 5s));
+  ASSERT_GE(seen, 2);
+  EXPECT_THAT(read_until(*streaming, "\"n\":" + std::to_string(seen + 3) + "}", 5s), HasSubstr("event: tick"));
+  streaming.reset();
   const auto snap = json::parse(taken.body);
   EXPECT_EQ(snap["name"], "before the change");
   EXPECT_GT(snap["size_bytes"].get<std::int64_t>(), 10'000);

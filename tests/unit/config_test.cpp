@@ -88,6 +88,7 @@ TEST(Config, DefaultsMatchTheSpec) {
   EXPECT_EQ(c.monitor_interval.count(), 5000);
   EXPECT_EQ(c.idle_timeout.count(), 900'000);
   EXPECT_EQ(c.idle_cpu_percent, 1);
+  EXPECT_EQ(c.drain_timeout, Duration{10'000});
   EXPECT_EQ(c.preprovision_percent, 50);
   EXPECT_EQ(c.migrate_percent, 75);
   EXPECT_EQ(c.log_level, "info");
@@ -174,6 +175,7 @@ oauth-timeout = "3s"
 monitor-interval = "10s"
 idle-timeout = "0"
 idle-cpu-percent = "2.5"
+drain-timeout = "3s"
 preprovision-percent = "60%"
 migrate-percent = 80
 plan = ["name=free,memory=128M,cpus=0.25", "name=huge,memory=8G,cpus=4,idle-timeout=2h,snapshots=7,snapshot-bytes=3G"]
@@ -227,6 +229,7 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.monitor_interval.count(), 10'000);
   EXPECT_EQ(c.idle_timeout.count(), 0);
   EXPECT_EQ(c.idle_cpu_percent, 2.5);
+  EXPECT_EQ(c.drain_timeout, Duration{3'000});
   EXPECT_EQ(c.preprovision_percent, 60);
   EXPECT_EQ(c.migrate_percent, 80);
   ASSERT_EQ(c.plans.size(), 4u);
@@ -361,6 +364,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"signup", "invite-only", "not open or closed"}, BadValue{"admins", "not a handle!", "not a handle"},
         BadValue{"session-ttl", "forever", "not a duration"}, BadValue{"oauth-timeout", "0", "greater than 0"}, BadValue{"monitor-interval", "0", "greater than 0"},
         BadValue{"idle-timeout", "15", "not a duration"}, BadValue{"idle-cpu-percent", "200", "percentage"},
+        BadValue{"drain-timeout", "soon", "not a duration"},
         BadValue{"preprovision-percent", "x", "percentage"}, BadValue{"migrate-percent", "-5", "percentage"},
         BadValue{"plan", "name=free,memory=1K", "at least 6M"}, BadValue{"plan", "name=gold,memory=1G", "needs memory= and cpus="},
         BadValue{"plan", "name=free,cpus=0", "positive"}, BadValue{"plan", "name=free,idle-timeout=soon", "duration"},
@@ -419,7 +423,7 @@ TEST(Config, ReloadAppliesEveryReloadableKey) {
       {"proxy-max-per-client", {"9"}},  {"proxy-websocket-ping", {"5s"}},
       {"signup", {"closed"}},           {"admins", {"alice"}},          {"monitor-interval", {"9s"}},
       {"idle-timeout", {"3m"}},         {"idle-cpu-percent", {"4"}},    {"preprovision-percent", {"40"}},
-      {"migrate-percent", {"60"}},      {"plan", {"name=free,memory=128M"}},
+      {"migrate-percent", {"60"}},      {"plan", {"name=free,memory=128M"}}, {"drain-timeout", {"2s"}},
   };
   const std::vector<std::string> base{"--database-url", kDb};
   const Invocation before = parse(base);
