@@ -17,6 +17,7 @@
 #include "db/database.hpp"
 #include "db/migrator.hpp"
 #include "db/users.hpp"
+#include "util/capabilities.hpp"
 #include "util/logging.hpp"
 #include "util/spawn.hpp"
 
@@ -47,15 +48,6 @@ int with_database(const Config& c, std::function<asio::awaitable<int>(db::Databa
   ioc.run();
   pool.join();
   return code;
-}
-
-// Whether this process has `cap` in its effective set (/proc/self/status).
-bool has_capability(int cap) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("CapEff:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> cap) & 1;
-  return false;
 }
 
 }  // namespace

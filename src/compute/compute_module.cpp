@@ -1,5 +1,7 @@
 #include "compute/compute_module.hpp"
 
+#include <linux/capability.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -8,6 +10,7 @@
 #include "auth/authenticator.hpp"
 #include "auth/dashboard.hpp"
 #include "compute/egress.hpp"
+#include "util/capabilities.hpp"
 #include "compute/standin_image.hpp"
 #include "feuille/errors.hpp"
 #include "http/responses.hpp"
@@ -104,6 +107,12 @@ ComputeModule::ComputeModule(app::ModuleContext& ctx)
 ComputeModule::~ComputeModule() = default;
 
 asio::awaitable<void> ComputeModule::start() {
+  // Every workspace is reached inside its containers' network namespaces
+  // (setns): without the capability none could ever start.
+  if (!has_capability(CAP_SYS_ADMIN))
+    throw std::runtime_error(
+        "feuilled lacks CAP_SYS_ADMIN, which setns(2) into its containers' network namespaces needs: run it as root "
+        "or with that capability (deploy/feuilled.service has it)");
   co_await install_egress_rules();
   if (config_.dev) co_await use_standin_images_if_needed();
   co_await manager_->open();

@@ -30,29 +30,28 @@ void WorkspaceManager::idle_check(const WorkspacePtr& ws, const Host& host) {
   const Plan* plan = config_.find_plan(ws->plan);
   if (!plan) plan = config_.find_plan("free");
   if (!plan) return;
-  const Duration timeout = config_.idle_timeout_of(*plan);
-  if (timeout.count() <= 0) return;  // never
-  const auto now = std::chrono::system_clock::now();
-  auto active = [&] {
-    ws->last_activity = now;
-    ws->activity_dirty = true;
-  };
-  if (ws->gateway && ws->gateway->relayed() != ws->gateway_bytes_seen) {  // the editor talked to the runtime
-    ws->gateway_bytes_seen = ws->gateway->relayed();
-    active();
-    return;
+  IdleInputs in;
+  in.timeout = config_.idle_timeout_of(*plan);
+  in.cpu_threshold = config_.idle_cpu_percent;
+  in.runtime_cpu = ws->usage[runtime_role].cpu_percent;
+  in.gateway_moved = ws->gateway && ws->gateway->relayed() != ws->gateway_bytes_seen;
+  in.last_activity = ws->last_activity;
+  in.now = std::chrono::system_clock::now();
+  if (ws->gateway) ws->gateway_bytes_seen = ws->gateway->relayed();
+  switch (idle_verdict(in)) {
+    case IdleVerdict::active:
+      ws->last_activity = in.now;
+      ws->activity_dirty = true;
+      return;
+    case IdleVerdict::awake:
+      return;
+    case IdleVerdict::sleep:
+      break;
   }
-  const auto& cpu = ws->usage[runtime_role].cpu_percent;
-  if (!cpu) return;  // not two samples yet
-  if (*cpu >= config_.idle_cpu_percent) {  // busy computing counts as activity
-    active();
-    return;
-  }
-  const auto quiet = std::chrono::duration_cast<Duration>(now - ws->last_activity);
-  if (quiet < timeout) return;
   if (!host.checkpoint) return;  // the probe has not answered: how to sleep is not known yet
   auto op = begin(*ws, Operation::sleep);
-  const std::string why = fmt::format("idle for {} s (runtime CPU {:.1f} %, under {:.1f} %)", quiet.count() / 1000, *cpu,
+  const auto quiet = std::chrono::duration_cast<std::chrono::seconds>(in.now - in.last_activity).count();
+  const std::string why = fmt::format("idle for {} s (runtime CPU {:.1f} %, under {:.1f} %)", quiet, *in.runtime_cpu,
                                      config_.idle_cpu_percent);
   spawn(executor_, run_sleep(ws, op, why), log_, "sleep " + ws->user_id);
 }

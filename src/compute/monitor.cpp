@@ -9,7 +9,6 @@
 #include <prometheus/histogram.h>
 #include <spdlog/logger.h>
 
-#include <cmath>
 #include <map>
 
 #include "compute/workspace_manager.hpp"
@@ -65,20 +64,7 @@ asio::awaitable<void> WorkspaceManager::sample_host(Host& host) {
       if (it == by_name.end()) continue;
       auto& [ws, role] = it->second;
       auto& u = ws->usage[role];
-      const std::string id = s.value("ContainerID", "");
-      const std::uint64_t cpu_nano = s.value("CPUNano", std::uint64_t{0}), system_nano = s.value("SystemNano", std::uint64_t{0});
-      // Podman's own CPU figure is a lifetime average: the change since the
-      // last sample of the same container is what is used now.
-      u.cpu_percent.reset();
-      if (u.sampled && u.container_id == id && system_nano > u.system_nano && cpu_nano >= u.cpu_nano)
-        u.cpu_percent = std::round(1000.0 * static_cast<double>(cpu_nano - u.cpu_nano) /
-                                   static_cast<double>(system_nano - u.system_nano)) / 10;
-      u.sampled = true;
-      u.container_id = id;
-      u.cpu_nano = cpu_nano;
-      u.system_nano = system_nano;
-      u.memory_bytes = s.value("MemUsage", std::uint64_t{0});
-      u.memory_limit_bytes = s.value("MemLimit", std::uint64_t{0});
+      fold_sample(u, s);
       memory[role] += static_cast<double>(u.memory_bytes);
       cpu[role] += u.cpu_percent.value_or(0);
       if (role == runtime_role) idle_check(ws, host);

@@ -30,6 +30,7 @@
 #include "compute/podman_client.hpp"
 #include "compute/port_allocator.hpp"
 #include "compute/runtime_gateway.hpp"
+#include "compute/usage.hpp"
 #include "compute/workspaces.hpp"
 #include "db/database.hpp"
 #include "feuille/config.hpp"
@@ -199,14 +200,6 @@ class WorkspaceManager : public Workspaces {
     std::string error;  // a stop that could not reach the host
     Notifier done;
     boost::asio::steady_timer* sleeping = nullptr;  // its current pause, cut short by a cancel
-  };
-  // One container's figures from the monitor (compute/monitor.cpp).
-  struct Usage {
-    bool sampled = false;
-    std::uint64_t memory_bytes = 0, memory_limit_bytes = 0;
-    std::optional<double> cpu_percent;  // since the sample before (none after a new container id)
-    std::string container_id;           // whose counters these are: a restore makes a new one
-    std::uint64_t cpu_nano = 0, system_nano = 0;
   };
   struct Workspace {
     std::string user_id;
