@@ -79,5 +79,12 @@ for mb in 0 "${SIZES[@]}"; do
     printf '%-6s %10s %10s %8s\n' "$round" "$w" "$c" "$r"
   done
   echo "wake (median): $(bench_median <"$BENCH_TMP/wakes") s, $(bench_median <"$BENCH_TMP/ratios")x a cold start"
+  echo "the steps of the last wake (ms after the one before):"
+  psql -Atq -F ' ' "$BENCH_DB_URL" -c "
+    WITH w AS (SELECT max(id) AS first FROM events WHERE user_id = '$USER_ID' AND kind = 'waking'
+                 AND detail->>'python_state' = 'kept')
+    SELECT kind, round(extract(epoch FROM at - lag(at) OVER (ORDER BY id)) * 1000)
+    FROM events, w WHERE user_id = '$USER_ID' AND id >= w.first AND id <= w.first + 5 ORDER BY id" |
+    sed 's/^/  /'
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

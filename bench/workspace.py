@@ -258,11 +258,9 @@ def start_durations(f):
         values.get("feuille_workspace_start_duration_seconds_sum", 0)
 
 
-def fifty(args):
-    f = Feuilled(args.port)
-    cookies = [f.login(f"crowd{n}", 100 + n) for n in range(args.users)]
-    rss_before = vm(args.pid, "VmRSS")
-    count0, sum0 = start_durations(f)
+def start_all(f, cookies):
+    """Starts every cookie's workspace at once (retrying on 429) until each
+    runs or fails; returns (wall seconds, failed indexes, retries)."""
     retries = [0]
     lock = threading.Lock()
 
@@ -297,9 +295,26 @@ def fifty(args):
     wall = time.monotonic() - t0
     for t in threads:
         t.join()
+    return wall, failed, retries[0]
+
+
+def stop_all(f, cookies):
+    stoppers = [threading.Thread(target=f.stop, args=(c,)) for c in cookies]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join()
+
+
+def fifty(args):
+    f = Feuilled(args.port)
+    cookies = [f.login(f"crowd{n}", 100 + n) for n in range(args.users)]
+    rss_before = vm(args.pid, "VmRSS")
+    count0, sum0 = start_durations(f)
+    wall, failed, retries = start_all(f, cookies)
     running = len(cookies) - len(failed)
     print(f"{len(cookies)} users at once: {running} running, {len(failed)} failed, wall {wall:.1f} s, "
-          f"{retries[0]} retries after 429")
+          f"{retries} retries after 429")
     count1, sum1 = start_durations(f)
     if count1 > count0:
         print(f"one start took {(sum1 - sum0) / (count1 - count0):.2f} s on average "
@@ -307,12 +322,54 @@ def fifty(args):
     print(f"feuilled RSS: {rss_before // 1024} MiB before, peak (VmHWM) {vm(args.pid, 'VmHWM') // 1024} MiB, "
           f"now {vm(args.pid, 'VmRSS') // 1024} MiB")
     t1 = time.monotonic()
-    stoppers = [threading.Thread(target=f.stop, args=(c,)) for c in cookies]
-    for t in stoppers:
-        t.start()
-    for t in stoppers:
-        t.join()
+    stop_all(f, cookies)
     print(f"stopped all in {time.monotonic() - t1:.1f} s")
+
+
+def metric_sums(f, prefix):
+    """(count, sum) of a histogram in /metrics."""
+    _, body = f.request("GET", "/metrics")
+    values = {}
+    for line in body.decode().splitlines():
+        for key in (prefix + "_count", prefix + "_sum"):
+            if line.startswith(key + " ") or line.startswith(key + "{"):
+                values[key] = float(line.split()[-1])
+    return values.get(prefix + "_count", 0), values.get(prefix + "_sum", 0)
+
+
+def monitor(args):
+    """USERS workspaces running (2 containers each): feuilled's polls (one
+    stats call per poll, wall and loop time from /metrics) against the same
+    stats call made directly, over ROUNDS seconds."""
+    f = Feuilled(args.port)
+    cookies = [f.login(f"watched{n}", 300 + n) for n in range(args.users)]
+    wall, failed, _ = start_all(f, cookies)
+    print(f"{len(cookies) - len(failed)} workspaces running ({len(failed)} failed) in {wall:.1f} s")
+    podman = Podman(args.podman)
+    q = urllib.parse.quote(json.dumps({"label": [f"io.feuille.instance={args.instance}"]}))
+    names = [c["Names"][0] for c in podman.ok("GET", f"/containers/json?filters={q}")
+             if c["Names"][0].startswith(("feuille-ed-", "feuille-rt-"))]
+    target = "/containers/stats?stream=false" + "".join("&containers=" + urllib.parse.quote(n) for n in names)
+    c0, s0 = metric_sums(f, "feuille_monitor_poll_duration_seconds")
+    l0, ls0 = metric_sums(f, "feuille_monitor_poll_loop_seconds")
+    direct = []
+    end = time.monotonic() + args.rounds
+    while time.monotonic() < end:
+        t = time.monotonic()
+        stats = podman.ok("GET", target)["Stats"]
+        direct.append(time.monotonic() - t)
+        time.sleep(0.5)
+    c1, s1 = metric_sums(f, "feuille_monitor_poll_duration_seconds")
+    l1, ls1 = metric_sums(f, "feuille_monitor_poll_loop_seconds")
+    polls = c1 - c0
+    if polls <= 0:
+        raise RuntimeError("feuilled made no poll")
+    d = sorted(direct)[len(direct) // 2]
+    through = (s1 - s0) / polls
+    print(f"{len(names)} containers ({len(stats)} in a stats answer): feuilled {int(polls)} polls, "
+          f"{through * 1000:.0f} ms wall each, {(ls1 - ls0) / max(l1 - l0, 1) * 1000:.2f} ms on the loop each; "
+          f"direct call {d * 1000:.0f} ms (median of {len(direct)}); ratio {through / d:.2f}x")
+    stop_all(f, cookies)
 
 
 def cleanup(args):
@@ -328,7 +385,7 @@ def cleanup(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["cold", "fifty", "cleanup"])
+    p.add_argument("what", choices=["cold", "fifty", "monitor", "cleanup"])
     p.add_argument("--port", type=int)
     p.add_argument("--pid", type=int)
     p.add_argument("--podman")
@@ -339,7 +396,7 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--users", type=int, default=50)
     args = p.parse_args()
-    {"cold": cold, "fifty": fifty, "cleanup": cleanup}[args.what](args)
+    {"cold": cold, "fifty": fifty, "monitor": monitor, "cleanup": cleanup}[args.what](args)
 
 
 if __name__ == "__main__":

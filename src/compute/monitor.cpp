@@ -37,6 +37,8 @@ asio::awaitable<void> WorkspaceManager::sample_host(Host& host) {
     Host& h;
     ~Done() { h.sampling = false; }
   } done{host};
+  using Clock = std::chrono::steady_clock;
+  const auto listing = Clock::now();
   // Who is sampled: the containers of running workspaces on this host.
   std::map<std::string, std::pair<WorkspacePtr, Role>> by_name;
   for (auto& [id, ws] : workspaces_) {
@@ -48,7 +50,8 @@ asio::awaitable<void> WorkspaceManager::sample_host(Host& host) {
   if (!by_name.empty()) {
     std::vector<std::string> names;
     for (const auto& [name, _] : by_name) names.push_back(name);
-    const auto began = std::chrono::steady_clock::now();
+    const auto began = Clock::now();
+    auto on_loop = began - listing;
     nlohmann::json stats;
     try {
       stats = co_await host.client->container_stats(std::move(names), std::min<Duration>(config_.monitor_interval, 10s));
@@ -57,7 +60,8 @@ asio::awaitable<void> WorkspaceManager::sample_host(Host& host) {
       log_->debug("monitor {}: {}", host.config.name, e.what());
       co_return;
     }
-    monitor_poll_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    const auto answered = Clock::now();
+    monitor_poll_->Observe(std::chrono::duration<double>(answered - began).count());
     for (const auto& s : stats) {
       if (!s.is_object()) continue;
       auto it = by_name.find(s.value("Name", ""));
@@ -69,6 +73,8 @@ asio::awaitable<void> WorkspaceManager::sample_host(Host& host) {
       cpu[role] += u.cpu_percent.value_or(0);
       if (role == runtime_role) idle_check(ws, host);
     }
+    on_loop += Clock::now() - answered;
+    monitor_loop_time_->Observe(std::chrono::duration<double>(on_loop).count());
   }
   for (Role role : {editor_role, runtime_role}) {
     const char* name = role == editor_role ? "editor" : "runtime";

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,6 +32,7 @@
 namespace feuille::compute {
 
 namespace asio = boost::asio;
+using namespace boost::asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -121,6 +123,13 @@ WorkspaceManager::WorkspaceManager(asio::any_io_executor executor, asio::thread_
                        .Help("One resource monitor poll of a host (one Podman stats call)")
                        .Register(registry)
                        .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+  monitor_loop_time_ = &prometheus::BuildHistogram()
+                            .Name("feuille_monitor_poll_loop_seconds")
+                            .Help("The event loop's time in one poll: listing the containers, folding the samples "
+                                  "in, the idle checks (not the wait for Podman)")
+                            .Register(registry)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                                             0.005, 0.01, 0.025, 0.05});
   monitor_failures_ = &prometheus::BuildCounter()
                            .Name("feuille_monitor_poll_failures_total")
                            .Help("Resource monitor polls that Podman did not answer")
@@ -406,40 +415,52 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
       nlohmann::json detail = {{"host", ws->host}};
       co_await record(ws, step, std::move(detail), std::nullopt);
     }
-    std::optional<std::string> restore_failed;
-    if (restore) {
-      try {
-        co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline, snapshot);
-      } catch (const PodmanError& e) {
-        restore_failed = e.what();
-      } catch (const StartFailure& e) {
-        restore_failed = e.what();
+    auto runtime_part = [&]() -> asio::awaitable<void> {
+      std::optional<std::string> restore_failed;
+      if (restore) {
+        try {
+          co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline, snapshot);
+        } catch (const PodmanError& e) {
+          restore_failed = e.what();
+        } catch (const StartFailure& e) {
+          restore_failed = e.what();
+        }
       }
-    }
-    if (restore_failed) {
-      // A failed restore leaves a `created` container holding the name.
-      log_->warn("restoring the runtime of {} failed ({}): a cold start, Python's state is lost", user_id,
-                 *restore_failed);
-      co_await remove_containers(ws, false);
-      std::vector<std::string> gone{snapshot};
-      co_await remove_files(std::move(gone));
-      nlohmann::json detail = {{"python_state", "lost"}, {"reason", "the restore failed: " + *restore_failed}};
-      co_await record(ws, "restore-failed", std::move(detail), std::nullopt);
-      step = "creating-runtime";
-      nlohmann::json where = {{"host", ws->host}};
-      co_await record(ws, step, std::move(where), std::nullopt);
-    }
-    if (!restore || restore_failed) co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline);
-    step = "waiting-for-health";
-    {
+      if (restore_failed) {
+        // A failed restore leaves a `created` container holding the name.
+        log_->warn("restoring the runtime of {} failed ({}): a cold start, Python's state is lost", user_id,
+                   *restore_failed);
+        co_await runtime_host(*ws).client->remove_container(runtime_name(user_id), true, 0);
+        ws->runtime.reset();
+        std::vector<std::string> gone{snapshot};
+        co_await remove_files(std::move(gone));
+        nlohmann::json detail = {{"python_state", "lost"}, {"reason", "the restore failed: " + *restore_failed}};
+        co_await record(ws, "restore-failed", std::move(detail), std::nullopt);
+        step = "creating-runtime";
+        nlohmann::json where = {{"host", ws->host}};
+        co_await record(ws, step, std::move(where), std::nullopt);
+      }
+      if (!restore || restore_failed) co_await create_runtime(ws, *op, owner, *plan, folder, token, deadline);
+      step = "waiting-for-health";
       nlohmann::json detail = {{"container", "runtime"}, {"port", ws->runtime_port}};
       co_await record(ws, step, std::move(detail), std::nullopt);
+      co_await wait_healthy(ws, *op, runtime_role, deadline);
+      if (ws->gateway) ws->gateway->set_runtime(ws->runtime->netns);
+    };
+    auto editor_part = [&]() -> asio::awaitable<void> {
+      step = "starting-editor";
+      co_await record(ws, step, {}, std::nullopt);
+      co_await create_editor(ws, *op, owner, folder, token, deadline);
+    };
+    if (restore) {
+      // A wake restores the runtime and starts the editor at once (the
+      // restore takes the longer): the editor's gateway holds connections
+      // to the runtime until the runtime is back and healthy.
+      co_await (runtime_part() && editor_part());
+    } else {
+      co_await runtime_part();
+      co_await editor_part();
     }
-    co_await wait_healthy(ws, *op, runtime_role, deadline);
-
-    step = "starting-editor";
-    co_await record(ws, step, {}, std::nullopt);
-    co_await create_editor(ws, *op, owner, folder, token, deadline);
 
     auto secs = std::chrono::duration<double>(Clock::now() - t0).count();
     start_duration_->Observe(secs);
@@ -449,7 +470,7 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     }
     ws->last_activity = std::chrono::system_clock::now();  // idle from here on
     ws->gateway_bytes_seen = 0;
-    if (restore && !restore_failed) {
+    if (restore) {  // (after a failed restore it is gone already)
       std::vector<std::string> gone{snapshot};
       co_await remove_files(std::move(gone));  // its state lives in the runtime now
     }

@@ -366,6 +366,7 @@ class WorkspaceManager : public Workspaces {
   prometheus::Family<prometheus::Gauge>* host_up_ = nullptr;
   prometheus::Family<prometheus::Gauge>* checkpoint_works_ = nullptr;
   prometheus::Histogram* monitor_poll_ = nullptr;
+  prometheus::Histogram* monitor_loop_time_ = nullptr;
   prometheus::Counter* monitor_failures_ = nullptr;
   prometheus::Family<prometheus::Gauge>* host_memory_ = nullptr;
   prometheus::Family<prometheus::Gauge>* host_cpu_ = nullptr;

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Restores and sandbox forks (issue 14) through feuilled against the same
+# Podman calls made directly, same run, alternating rounds, for the idle
+# stand-in runtime and with MB (default 128) resident:
+# - restore: POST /api/snapshots/{id}/restore (the archive restored beside
+#   the runtime, the old one removed, the new one renamed, entered, healthy)
+#   against POST .../restore?import=true of the same archive by curl under
+#   another name (then removed, untimed);
+# - fork: POST /api/workspace/sandbox (a leave-running export written to a
+#   file, restored as the sandbox, its gateway opened) against the same
+#   export to a file and restore of it by curl (then removed, untimed).
+# Target: <= 1.1x. Needs the CRIU of scripts/criu; the runtime runs as uid 0.
+# Usage: [ROUNDS=3] bench/restore.sh [MB...]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+SIZES=("${@:-128}")
+export PATH="$BENCH_ROOT/build/criu:$PATH"
+
+bench_postgres
+bench_podman
+mkdir -p "$BENCH_TMP/users" "$BENCH_TMP/snapshots" "$BENCH_TMP/direct"
+bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL" --dev-login --log-level warn \
+  --data-dir "$BENCH_TMP/users" --snapshot-dir "$BENCH_TMP/snapshots" --runtime-user 0 \
+  --plan "name=free,memory=2G,snapshots=1000,snapshot-bytes=1000G" \
+  --workspace-origin 'http://{id}.ws.localhost:{port}' \
+  --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
+  --editor-command "/feuille-standin editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
+  --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities"
+trap 'bench_remove_workspaces || true; bench_cleanup' EXIT
+F=http://127.0.0.1:$FEUILLED_PORT
+SOCK=${BENCH_PODMAN_URL#unix://}
+API=http://d/v4.0.0/libpod
+
+bench_workspace restore
+for _ in $(seq 1 100); do
+  [ "$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["criu"])')" = True ] && break
+  sleep 0.1
+done
+bench_enter "$USER_ID" "$COOKIE"
+PORT=$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["port"])')
+RT=feuille-rt-$USER_ID
+post() { curl -s -w ' %{time_total}' -X POST -H "$AUTH" -H "Origin: $F" "$F$1"; }
+seconds() { echo "${1##* }"; }
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "${1% *}" "$2"; }
+remove() { curl -s -o /dev/null -X DELETE --unix-socket "$SOCK" "$API/containers/$1?force=true"; }
+restore_direct() {  # archive, name: prints seconds
+  curl -s -o /dev/null -w '%{time_total}' -X POST --unix-socket "$SOCK" -H 'Content-Type: application/x-tar' \
+    --data-binary "@$1" "$API/containers/$2/restore?import=true&name=$2&tcpEstablished=true"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+resident=0
+for mb in 0 "${SIZES[@]}"; do
+  if [ "$mb" -gt "$resident" ]; then
+    curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" \
+      "$F/u/$USER_ID/proxy/$PORT/_standin/alloc?mb=$((mb - resident))"
+    resident=$mb
+  fi
+  out=$(post /api/snapshots)
+  SNAP=$(field "$out" id)
+  ARCHIVE=$BENCH_TMP/snapshots/$USER_ID/$SNAP.tar
+  : >"$BENCH_TMP/restores"
+  : >"$BENCH_TMP/forks"
+  printf '== %s MiB resident ==\n%-6s %10s %10s %7s %10s %10s %7s\n' "$mb" round "restore" "feuilled" ratio \
+    "fork" "feuilled" ratio
+  for round in $(seq 1 "${ROUNDS:-3}"); do
+    sync
+    d=$(restore_direct "$ARCHIVE" "bench-restore-$round")
+    remove "bench-restore-$round"
+    sync
+    f=$(seconds "$(post "/api/snapshots/$SNAP/restore")")
+    r=$(ratio "$f" "$d")
+    echo "$r" >>"$BENCH_TMP/restores"
+    sync
+    began=$EPOCHREALTIME
+    curl -s -o "$BENCH_TMP/direct/fork.tar" -X POST --unix-socket "$SOCK" \
+      "$API/containers/$RT/checkpoint?export=true&leaveRunning=true&tcpEstablished=true"
+    restore_direct "$BENCH_TMP/direct/fork.tar" "bench-fork-$round" >/dev/null
+    dk=$(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.6f", b - a}')
+    remove "bench-fork-$round"
+    sync
+    out=$(post /api/workspace/sandbox)
+    fk=$(seconds "$out")
+    curl -s -o /dev/null -X DELETE -H "$AUTH" -H "Origin: $F" "$F/api/workspace/sandbox/$(field "$out" id)"
+    q=$(ratio "$fk" "$dk")
+    echo "$q" >>"$BENCH_TMP/forks"
+    printf '%-6s %10s %10s %7s %10s %10s %7s\n' "$round" "$d" "$f" "$r" "$dk" "$fk" "$q"
+  done
+  echo "restore (median): $(bench_median <"$BENCH_TMP/restores")x direct, fork: $(bench_median <"$BENCH_TMP/forks")x direct (target <= 1.1)"
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
