@@ -5,7 +5,8 @@
 # POST .../checkpoint?export=true&leaveRunning=true&tcpEstablished=true
 # written to a file by curl (and the same followed by an fsync of the file,
 # the durability feuilled gives a snapshot). For the idle stand-in runtime, then with MB
-# (default 128) resident. Target: <= 1.1x. Needs the CRIU of scripts/criu;
+# (default 128) resident. Target: <= 1.1x. Then, for each size, the freeze
+# a snapshot causes to requests through the gateway (the slowest of a loop). Needs the CRIU of scripts/criu;
 # the runtime runs as uid 0 (podman-criu-contract.md).
 # Usage: [ROUNDS=5] bench/snapshot.sh [MB...]
 set -euo pipefail
@@ -62,6 +63,35 @@ through() {
   echo "$t"
 }
 
+# The freeze a snapshot causes: requests to the runtime through the gateway,
+# one after the other, while a snapshot is taken; the slowest against the
+# median of those before it.
+freeze() {
+  python3 - "$F/u/$USER_ID/proxy/$PORT/_standin/state" "$WS_HOST" "$WS_AUTH" "$BENCH_TMP/freeze.stop" <<'PY'
+import os, sys, time, urllib.request
+url, host, cookie, stop = sys.argv[1:]
+req = urllib.request.Request(url, headers={"Host": host, "Cookie": cookie.split(": ", 1)[1]})
+times = []
+while not os.path.exists(stop):
+    t = time.monotonic()
+    urllib.request.urlopen(req, timeout=60).read()
+    times.append(time.monotonic() - t)
+before = sorted(times[:20])
+print(f"{len(times)} requests: median {before[len(before) // 2] * 1000:.1f} ms, slowest {max(times) * 1000:.0f} ms")
+PY
+}
+measure_freeze() {
+  rm -f "$BENCH_TMP/freeze.stop"
+  freeze >"$BENCH_TMP/freeze.out" &
+  local pid=$!
+  sleep 1
+  through >/dev/null
+  sleep 0.5
+  touch "$BENCH_TMP/freeze.stop"
+  wait "$pid"
+  echo "freeze during a snapshot: $(cat "$BENCH_TMP/freeze.out")"
+}
+
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 resident=0
 for mb in 0 "${SIZES[@]}"; do
@@ -87,5 +117,6 @@ for mb in 0 "${SIZES[@]}"; do
   echo "ratio (median): $(bench_median <"$BENCH_TMP/ratios")x direct (target <= 1.1)," \
     "$(bench_median <"$BENCH_TMP/durable")x direct with the fsync feuilled does; archive" \
     "$(stat -c %s "$BENCH_TMP/direct/a.tar") bytes"
+  measure_freeze
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
