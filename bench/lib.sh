@@ -236,3 +236,37 @@ bench_remove_workspaces() {
     done
   done
 }
+
+# For the checkpoint benchmarks: PostgreSQL, Podman with the CRIU of
+# scripts/criu, feuilled (stand-in images, the runtime as uid 0, snapshots in
+# $BENCH_TMP/snapshots, workspace origins, and the extra arguments given),
+# one workspace of HANDLE running once its host's checkpoint probe said yes,
+# entered. Sets F, SOCK, RT and PORT (the runtime's) besides what
+# bench_feuilled, bench_workspace and bench_enter set.
+# Usage: bench_checkpoint_workspace HANDLE [feuilled arguments...]
+bench_checkpoint_workspace() {
+  local handle=$1
+  shift
+  export PATH="$BENCH_ROOT/build/criu:$PATH"
+  bench_postgres
+  bench_podman
+  mkdir -p "$BENCH_TMP/users" "$BENCH_TMP/snapshots" "$BENCH_TMP/direct"
+  bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL" --dev-login --log-level warn \
+    --data-dir "$BENCH_TMP/users" --snapshot-dir "$BENCH_TMP/snapshots" --runtime-user 0 \
+    --workspace-origin 'http://{id}.ws.localhost:{port}' \
+    --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
+    --editor-command "/feuille-standin editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
+    --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities" "$@"
+  trap 'bench_remove_workspaces || true; bench_cleanup' EXIT
+  F=http://127.0.0.1:$FEUILLED_PORT
+  SOCK=${BENCH_PODMAN_URL#unix://}
+  bench_workspace "$handle"
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["criu"])')" = True ] &&
+      break
+    sleep 0.1
+  done
+  bench_enter "$USER_ID" "$COOKIE"
+  PORT=$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["port"])')
+  RT=feuille-rt-$USER_ID
+}

@@ -12,30 +12,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 SIZES=("${@:-128}")
-export PATH="$BENCH_ROOT/build/criu:$PATH"
-
-bench_postgres
-bench_podman
-mkdir -p "$BENCH_TMP/users" "$BENCH_TMP/snapshots" "$BENCH_TMP/direct"
-bench_feuilled --compute-host "name=local,url=$BENCH_PODMAN_URL" --dev-login --log-level warn \
-  --data-dir "$BENCH_TMP/users" --snapshot-dir "$BENCH_TMP/snapshots" --runtime-user 0 \
-  --plan "name=free,memory=2G,snapshots=1000,snapshot-bytes=1000G" \
-  --workspace-origin 'http://{id}.ws.localhost:{port}' \
-  --editor-image "$BENCH_STANDIN" --runtime-image "$BENCH_STANDIN" \
-  --editor-command "/feuille-standin editor --port {port} --host 127.0.0.1 --token {token} --health-path /health" \
-  --runtime-command "/feuille-standin runtime --port 8888 --host 0.0.0.0 --health-path /mrp/v1/capabilities"
-trap 'bench_remove_workspaces || true; bench_cleanup' EXIT
-F=http://127.0.0.1:$FEUILLED_PORT
-SOCK=${BENCH_PODMAN_URL#unix://}
-
-bench_workspace snap
-for _ in $(seq 1 100); do
-  [ "$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["criu"])')" = True ] && break
-  sleep 0.1
-done
-bench_enter "$USER_ID" "$COOKIE"
-PORT=$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["port"])')
-RT=feuille-rt-$USER_ID
+bench_checkpoint_workspace snap --plan "name=free,memory=2G,snapshots=1000,snapshot-bytes=1000G"
 
 # Each timed call starts with no dirty pages (a round's writeback would
 # otherwise land in the next one).
