@@ -135,6 +135,7 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
   }
   if ((resume || failed) && ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
   if (failed) throw std::runtime_error(*failed);
+  if (ws->runtime) ws->runtime->dump_bytes = bytes;  // what Podman keeps of the dump: about the archive's size
   co_return bytes;
 }
 

@@ -35,6 +35,11 @@ std::string checked_id(const std::string& id) {
 
 }  // namespace
 
+std::uint64_t WorkspaceManager::dump_left(const std::string& user_id) const {
+  auto it = workspaces_.find(user_id);
+  return it != workspaces_.end() && it->second->runtime ? it->second->runtime->dump_bytes : 0;
+}
+
 asio::awaitable<nlohmann::json> WorkspaceManager::list_snapshots(std::string user_id) {
   struct Listed {
     std::vector<Row> rows;
@@ -61,11 +66,13 @@ asio::awaitable<nlohmann::json> WorkspaceManager::list_snapshots(std::string use
     items.push_back(to_json(r));
     bytes += r.size;
   }
+  const std::int64_t left = static_cast<std::int64_t>(dump_left(user_id));
   nlohmann::json quota = plan ? nlohmann::json{{"count", plan->snapshots}, {"bytes", plan->snapshot_bytes}}
                               : nlohmann::json(nullptr);
-  co_return nlohmann::json{{"snapshots", std::move(items)},
-                           {"quota", std::move(quota)},
-                           {"used", {{"count", listed.rows.size()}, {"bytes", bytes}}}};
+  co_return nlohmann::json{
+      {"snapshots", std::move(items)},
+      {"quota", std::move(quota)},
+      {"used", {{"count", listed.rows.size()}, {"bytes", bytes + left}, {"podman_bytes", left}}}};
 }
 
 asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string user_id, std::string name) {
@@ -92,6 +99,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
   const std::string dir = settings_.snapshot_dir + "/" + user_id;
   const std::string host_name = host.config.name;
   const int port = ws->runtime_port;
+  const std::uint64_t left = dump_left(user_id);
   auto taken = co_await db_.run([&](pqxx::work& w) {
     Taken t;
     auto user = db::find_user_by_id(w, user_id);
@@ -102,7 +110,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
     w.exec_params("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id);  // one quota decision at a time
     auto used = w.exec_params1(
         "SELECT count(*), coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'", user_id);
-    t.used_bytes = used[1].as<std::uint64_t>();
+    t.used_bytes = used[1].as<std::uint64_t>() + left;
     if (used[0].as<int>() >= t.count_limit) t.refused = Refused::count;
     else if (t.used_bytes >= t.bytes_limit) t.refused = Refused::bytes;
     else if (!w.exec_params("SELECT 1 FROM snapshots WHERE user_id = $1 AND name = $2", user_id, name).empty())
@@ -139,7 +147,9 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
   }
   finish(*ws, op);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
-  const bool too_big = !failed && taken.used_bytes + bytes > taken.bytes_limit;
+  // What this snapshot adds: its archive, and Podman's copy of the dump,
+  // which replaces the one of the last checkpoint.
+  const bool too_big = !failed && taken.used_bytes - left + 2 * bytes > taken.bytes_limit;
   if (failed || too_big) {
     std::vector<std::string> gone{path};
     co_await remove_files(std::move(gone));
@@ -196,6 +206,7 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
     old_removed = true;
     co_await host.client->rename_container(incoming, name);
     ws->runtime->id = id;
+    ws->runtime->dump_bytes = 0;  // a new container: Podman's copy went with the old one
     co_await attach_runtime(ws, settings_.start_timeout);
     co_await wait_healthy(ws, *op, runtime_role, deadline);
     co_await db_.run([&](pqxx::work& w) {

@@ -191,6 +191,10 @@ class WorkspaceManager : public Workspaces {
     std::string token;
     bool adopted = false;  // reconcile found it running
     NetnsPtr netns;        // its network namespace (the editor's: its pod's), while it runs
+    // The runtime's: the size of its last leave-running export, which Podman
+    // keeps in the container's storage until its next checkpoint or removal
+    // (counted in the user's snapshot space; 0 for a new container).
+    std::uint64_t dump_bytes = 0;
   };
   struct Operation {
     enum Kind { start, stop, restart, sleep, snapshot } kind;
@@ -287,6 +291,8 @@ class WorkspaceManager : public Workspaces {
                                               const std::string& folder, const std::string& token,
                                               std::chrono::steady_clock::time_point deadline,
                                               const std::string& restore_from = "");
+  // Podman's copy of the runtime's last leave-running dump (Container::dump_bytes).
+  std::uint64_t dump_left(const std::string& user_id) const;
   // <snapshot-dir>/<user id>/sleep.tar
   std::string sleep_snapshot(const std::string& user_id) const;
   // Deletes archives (missing ones are fine) on the pool: an unlink of a

@@ -610,6 +610,36 @@ TEST(WorkspaceApi, SnapshotsTakenRestoredAndDeleted) {
   EXPECT_EQ(d.request("DELETE", path, a.as(token, true)).status, 404);
 }
 
+TEST(WorkspaceApi, SnapshotSpaceCountsPodmansCopyOfTheDump) {
+  // Podman keeps a leave-running dump in the container's storage until the
+  // next checkpoint: it counts in the plan's space (the idle stand-in's
+  // archive is about 215 KiB: one fits in 600K with its copy, two do not).
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--plan",
+                     "name=free,snapshots=5,snapshot-bytes=600K"});
+  auto& d = *a.daemon;
+  auto token = a.login("yan");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto first = d.request("POST", "/api/snapshots", a.as(token, true));
+  ASSERT_EQ(first.status, 201) << first.body;
+  const auto size = json::parse(first.body)["size_bytes"].get<std::int64_t>();
+  auto used = json::parse(d.get("/api/snapshots", a.as(token)).body)["used"];
+  EXPECT_EQ(used["podman_bytes"], size);
+  EXPECT_EQ(used["bytes"], 2 * size);
+  auto second = d.request("POST", "/api/snapshots", a.as(token, true));
+  EXPECT_EQ(second.status, 409) << second.body;
+  EXPECT_THAT(second.body, HasSubstr("does not fit"));
+  used = json::parse(d.get("/api/snapshots", a.as(token)).body)["used"];
+  EXPECT_EQ(used["count"], 1);
+  // A restore makes a new container: Podman's copy went with the old one.
+  auto restored = d.request("POST", "/api/snapshots/" + json::parse(first.body)["id"].get<std::string>() + "/restore",
+                            a.as(token, true));
+  ASSERT_EQ(restored.status, 200) << restored.body;
+  used = json::parse(d.get("/api/snapshots", a.as(token)).body)["used"];
+  EXPECT_EQ(used["podman_bytes"], 0);
+  EXPECT_EQ(used["bytes"], size);
+}
+
 TEST(WorkspaceApi, SnapshotsWithoutCheckpointsAreRefusedClearly) {
   WorkspaceDaemon a({"--criu", "off"});
   auto token = a.login("xia");
