@@ -28,14 +28,20 @@ wait_asleep() {
 visit() {
   curl -s -o /dev/null -w '%{time_starttransfer}' -H "Host: $WS_HOST" -H "$WS_AUTH" "$F/u/$USER_ID/visit"
 }
-# MB resident in the runtime, marked so that a wake can be told from a cold start.
-fill() {
-  curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" "$RUNTIME/state?set=kept"
-  [ "$1" -gt 0 ] && curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" "$RUNTIME/alloc?mb=$1"
-  return 0
-}
 kept() {
   curl -s -H "Host: $WS_HOST" -H "$WS_AUTH" "$RUNTIME/state" | python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])'
+}
+# MB resident in the runtime, marked so that a wake can be told from a cold start.
+fill() {
+  # A request that arrives while the workspace is being put to sleep is cut
+  # (see the note): set until it holds.
+  for _ in $(seq 1 20); do
+    curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" "$RUNTIME/state?set=kept"
+    [ "$(kept)" = kept ] && break
+    sleep 0.5
+  done
+  [ "$1" -gt 0 ] && curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" "$RUNTIME/alloc?mb=$1"
+  return 0
 }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -47,7 +53,11 @@ for mb in 0 "${SIZES[@]}"; do
     fill "$mb"
     wait_asleep
     w=$(visit)
-    [ "$(kept)" = kept ] || { echo "the wake lost the runtime's state" >&2; exit 1; }
+    if [ "$(kept)" != kept ]; then
+      echo "the wake lost the runtime's state; the last steps:" >&2
+      psql -Atq "$BENCH_DB_URL" -c "SELECT kind, detail FROM events WHERE user_id = '$USER_ID' ORDER BY id DESC LIMIT 8" >&2
+      exit 1
+    fi
     wait_asleep
     rm -f "$SLEEP_TAR"  # the same visit, now a cold start
     c=$(visit)
