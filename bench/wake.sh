@@ -33,8 +33,8 @@ kept() {
 }
 # MB resident in the runtime, marked so that a wake can be told from a cold start.
 fill() {
-  # A request that arrives while the workspace is being put to sleep is cut
-  # (see the note): set until it holds.
+  # Set until it holds (a request that reaches the editor just as the sleep
+  # takes its containers away can still fail).
   for _ in $(seq 1 20); do
     curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" "$RUNTIME/state?set=kept"
     [ "$(kept)" = kept ] && break

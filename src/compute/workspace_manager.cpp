@@ -845,6 +845,7 @@ std::optional<EditorTarget> WorkspaceManager::editor(const std::string& user_id)
   EditorTarget t;
   t.state = ws->state;
   t.reason = ws->reason;
+  t.falling_asleep = ws->state == State::stopping && ws->op && ws->op->kind == Operation::sleep;
   t.address = "127.0.0.1";
   if (ws->state == State::running && ws->editor) {
     t.port = ws->editor->port;

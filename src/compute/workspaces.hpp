@@ -22,6 +22,7 @@ struct EditorTarget {
   NetnsPtr netns;          // the editor's network namespace (null unless running): sockets are made there
   std::string token;       // the editor's secret, sent upstream as X-Token ("" unless running)
   std::string reason;      // why it failed, when state is failed
+  bool falling_asleep = false;  // stopping for a sleep: a visit waits for it, then wakes it
 };
 
 class Workspaces {

@@ -375,7 +375,9 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
   std::optional<compute::EditorTarget> editor = workspaces_.editor(owner);
   const State state = editor ? editor->state : State::stopped;
   if (state != State::running) {
-    const bool startable = state == State::stopped || state == State::sleeping || state == State::failed;
+    // Falling asleep counts as asleep: the wake follows the sleep.
+    const bool asleep = state == State::sleeping || (editor && editor->falling_asleep);
+    const bool startable = state == State::stopped || asleep || state == State::failed;
     const bool coming = compute::on_its_way(state);
     if (is_owner && (startable || coming)) {
       // Starts or wakes it, or joins the operation in flight. A start is
@@ -383,7 +385,7 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
       // follows the events), nor by other requests to a stopped workspace
       // (503 + Retry-After); a wake is: a script's request to a sleeping
       // workspace waits for it (start_wait) and then goes through.
-      const bool wait_for_it = !startable || (state == State::sleeping && !browser);
+      const bool wait_for_it = !startable || (asleep && !browser);
       const Duration wait = wait_for_it ? options_.start_wait : Duration{0};
       try {
         editor = co_await workspaces_.start_and_wait(owner, wait);
