@@ -270,3 +270,13 @@ bench_checkpoint_workspace() {
   PORT=$(curl -s -H "$AUTH" "$F/api/workspace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["port"])')
   RT=feuille-rt-$USER_ID
 }
+
+# Grows the checkpoint workspace's runtime to MB MiB resident (allocated and
+# touched through the editor's /proxy/ route; never shrinks).
+BENCH_RESIDENT=0
+bench_resident() {
+  [ "$1" -gt "$BENCH_RESIDENT" ] || return 0
+  curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" \
+    "$F/u/$USER_ID/proxy/$PORT/_standin/alloc?mb=$(($1 - BENCH_RESIDENT))"
+  BENCH_RESIDENT=$1
+}

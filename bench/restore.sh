@@ -27,13 +27,8 @@ restore_direct() {  # archive, name: prints seconds
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-resident=0
 for mb in 0 "${SIZES[@]}"; do
-  if [ "$mb" -gt "$resident" ]; then
-    curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" \
-      "$F/u/$USER_ID/proxy/$PORT/_standin/alloc?mb=$((mb - resident))"
-    resident=$mb
-  fi
+  bench_resident "$mb"
   out=$(post /api/snapshots)
   SNAP=$(field "$out" id)
   ARCHIVE=$BENCH_TMP/snapshots/$USER_ID/$SNAP.tar

@@ -70,13 +70,8 @@ measure_freeze() {
 }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-resident=0
 for mb in 0 "${SIZES[@]}"; do
-  if [ "$mb" -gt "$resident" ]; then
-    curl -s -o /dev/null -H "Host: $WS_HOST" -H "$WS_AUTH" \
-      "$F/u/$USER_ID/proxy/$PORT/_standin/alloc?mb=$((mb - resident))"
-    resident=$mb
-  fi
+  bench_resident "$mb"
   : >"$BENCH_TMP/ratios"
   : >"$BENCH_TMP/durable"
   printf '== %s MiB resident ==\n%-6s %12s %14s %12s %8s %10s\n' "$mb" round "direct s" "direct+fsync s" \

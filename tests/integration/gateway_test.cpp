@@ -193,6 +193,15 @@ class Harness {
     on_loop([&] { gateway->set_runtime(ns); });
   }
   double value(prometheus::Counter* c) { return c->Value(); }
+  // A count read on the loop until it is 0 or 5 s have passed; the last value.
+  template <class F>
+  std::size_t settled(F count) {
+    std::size_t left = 1;
+    for (auto deadline = std::chrono::steady_clock::now() + 5s;
+         left != 0 && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(10ms))
+      on_loop([&] { left = count(); });
+    return left;
+  }
 
   asio::io_context ioc{1};
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(ioc);
@@ -329,12 +338,7 @@ TEST(RuntimeGateway, CloseEndsTheListenerAndEveryConnection) {
   ::close(c);
   EXPECT_EQ(connect_from(editor.path(), "127.0.0.1", kPort), "refused");
   // The pumps end on the loop's next turns after close(): wait for them, bounded.
-  std::size_t left = 1;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       left != 0 && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(10ms))
-    h.on_loop([&] { left = h.gateway->connections(); });
-  EXPECT_EQ(left, 0u);
+  EXPECT_EQ(h.settled([&] { return h.gateway->connections(); }), 0u);
   EXPECT_EQ(h.metrics.open->Value(), 0);
 }
 
@@ -380,12 +384,7 @@ TEST(RuntimeGateway, DrainWaitsForOpenConnectionsThenCutsThoseLeft) {
   EXPECT_EQ(read_to_eof(staying, 5s), std::optional<std::string>(""));
   ::close(staying);
   // The cut one's pumps end on the loop's next turns: wait for them, bounded.
-  std::size_t left = 1;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       left != 0 && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(10ms))
-    h.on_loop([&] { left = h.gateway->relaying(); });
-  EXPECT_EQ(left, 0u);
+  EXPECT_EQ(h.settled([&] { return h.gateway->relaying(); }), 0u);
   h.on_loop([&] { EXPECT_FALSE(h.gateway->has_runtime()); });
   // The held one goes through once the gateway points at a runtime again.
   h.point_at(runtime);
