@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "compute/workspace_manager.hpp"
+#include "util/offload.hpp"
 #include "util/logging.hpp"
 
 namespace feuille::compute {
@@ -253,10 +254,13 @@ asio::awaitable<void> WorkspaceManager::settle_after_reconcile(WorkspacePtr ws) 
       // (renamed into place: never a partial one) ends asleep; a partial
       // archive is thrown away.
       co_await remove_containers(ws, false);
-      std::error_code ec;
       const std::string snapshot = sleep_snapshot(ws->user_id);
-      std::filesystem::remove(snapshot + ".partial", ec);
-      if (std::filesystem::is_regular_file(snapshot, ec)) {
+      auto look = [snapshot]() {  // file system work: on the pool
+        std::error_code ec;
+        std::filesystem::remove(snapshot + ".partial", ec);
+        return std::filesystem::is_regular_file(snapshot, ec);
+      };
+      if (co_await offload(pool_, std::move(look))) {
         nlohmann::json detail = {{"reason", "the sleep was finished after a restart of feuilled"}};
         co_await record(ws, "asleep", std::move(detail), State::sleeping);
       } else {

@@ -8,6 +8,7 @@
 
 #include "auth/request_checks.hpp"
 #include "compute/workspace_manager.hpp"
+#include "util/offload.hpp"
 #include "db/users.hpp"
 #include "feuille/errors.hpp"
 
@@ -182,8 +183,12 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
     return r[0][0].as<std::string>();
   });
   if (!path) throw RequestError(404, "There is no such snapshot.");
-  std::error_code fec;
-  if (!fs::is_regular_file(*path, fec)) throw RequestError(409, "This snapshot's archive is missing on the server.");
+  auto look = [archive = *path]() {
+    std::error_code ec;
+    return fs::is_regular_file(archive, ec);
+  };
+  if (!co_await offload(pool_, std::move(look)))
+    throw RequestError(409, "This snapshot's archive is missing on the server.");
   auto ws = find(user_id);
   if (!ws || ws->state != State::running || !ws->runtime)
     throw RequestError(409, "The workspace must be running to restore a snapshot into it.");

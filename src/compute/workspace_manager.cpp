@@ -375,8 +375,11 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
     // otherwise it is a cold start, and the user is told that Python's state
     // was not kept (compute.md, "Idle sleep").
     const std::string snapshot = sleep_snapshot(user_id);
-    std::error_code fec;
-    const bool has_snapshot = std::filesystem::is_regular_file(snapshot, fec);
+    auto look = [snapshot]() {
+      std::error_code ec;
+      return std::filesystem::is_regular_file(snapshot, ec);
+    };
+    const bool has_snapshot = co_await offload(pool_, std::move(look));  // a stat: never on the loop
     const bool restore = waking && has_snapshot;
     if (has_snapshot && !waking) {
       std::vector<std::string> gone{snapshot};
