@@ -26,6 +26,8 @@
 //                                      checkpoint's restored copy, which keeps them) from another
 //   GET  /_standin/env                 the process environment
 //   GET  /_standin/alloc?mb=N          allocates and touches N MiB (OOM tests)
+//   GET  /_standin/write?path=P&mb=N   writes N MiB to the file P (disk tests: outside /home/user it is
+//                                      the container's writable layer)
 //   GET  /_standin/exit?code=N         exits at once with code N (crash tests)
 //   WebSocket upgrade on any path      echoes every message (text or binary, any
 //                                      fragmentation, up to 64 MiB); the text message
@@ -451,6 +453,18 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
       for (std::size_t i = 0; i < block.size(); i += 4096) block[i] = 1;
       g_allocations.push_back(std::move(block));
       res = reply(200, {{"allocated_mb", mb}}, version, keep_alive);
+    } else if (path == "/_standin/write") {
+      const std::string file = query_param(query, "path");
+      const std::size_t mb = static_cast<std::size_t>(std::max(0LL, number(query_param(query, "mb"), 0)));
+      std::FILE* f = std::fopen(file.c_str(), "wb");
+      std::size_t written = 0;
+      if (f) {
+        std::vector<char> block(1 << 20, 'x');
+        for (; written < mb && std::fwrite(block.data(), 1, block.size(), f) == block.size(); ++written) {
+        }
+        std::fclose(f);
+      }
+      res = reply(f ? 200 : 500, {{"path", file}, {"written_mb", written}}, version, keep_alive);
     } else {
       json headers = json::array();
       for (const auto& f : req) headers.push_back({std::string(f.name_string()), std::string(f.value())});

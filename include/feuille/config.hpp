@@ -46,7 +46,8 @@ struct Plan {
   double cpus = 0;
   std::optional<Duration> idle_timeout;  // none: the idle-timeout key's; 0 = never sleeps
   int snapshots = 3;                                // named snapshots kept at once
-  std::uint64_t snapshot_bytes = 2ULL << 30;        // and their archives' total size
+  std::uint64_t snapshot_bytes = 2ULL << 30;        // every archive's total size (snapshots, sleep, forks)
+  std::uint64_t disk_bytes = 1ULL << 30;            // the runtime's files outside /home/user (its writable layer)
   bool operator==(const Plan&) const = default;
 };
 
@@ -106,9 +107,13 @@ struct Config {
   int proxy_max_per_user = 200;
   int proxy_max_per_client = 1000;         // proxied requests and WebSockets open at once per client address
   Duration proxy_websocket_ping{60'000};   // a quiet WebSocket gets a ping after this; 0 = never
+  int gateway_max_per_workspace = 256;     // runtime gateway connections open at once per workspace
+  Duration gateway_idle_timeout{1'800'000};  // a gateway connection with no byte this long is closed; 0 = never
 
   // publish
   std::uint64_t publish_cache_bytes = 64ULL * 1024 * 1024;  // rendered pages kept in memory
+  std::uint64_t publish_render_memory = 128ULL * 1024 * 1024;  // cmark's memory for one render
+  Duration publish_render_timeout{2'000};                       // time budget of one render
 
   // auth
   std::string github_client_id, github_client_secret;

@@ -45,6 +45,20 @@ std::string show(const std::string& s) {
   return out + "\"";
 }
 
+// An http(s) origin whose host is loopback: 127.0.0.0/8, ::1, localhost
+// or a name under .localhost (browsers resolve those to loopback).
+bool loopback_origin(const std::string& origin) {
+  std::string host = origin.substr(origin.find("://") + 3);
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(1, host.find(']') - 1);
+  } else {
+    host = host.substr(0, host.find(':'));
+    std::transform(host.begin(), host.end(), host.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (host == "localhost" || (host.size() > 10 && host.ends_with(".localhost"))) return true;
+  }
+  return Endpoint{host, 0}.is_loopback();
+}
+
 // Builders that know their key name (set when the table is built).
 struct Builder {
   std::string key;
@@ -219,14 +233,14 @@ void apply_plans(Config& c, const Values& values) {
   const std::string key = "plan";
   c.plans = default_plans();
   for (const auto& text : values) {
-    auto kv = parse_kv(key, text, {"name", "memory", "cpus", "idle-timeout", "snapshots", "snapshot-bytes"});
+    auto kv = parse_kv(key, text, {"name", "memory", "cpus", "idle-timeout", "snapshots", "snapshot-bytes", "disk"});
     const std::string name = kv["name"];
     if (!valid_name(name)) fail(key, "name " + show(name) + " must be lowercase letters, digits and -");
     auto it = std::find_if(c.plans.begin(), c.plans.end(), [&](auto& p) { return p.name == name; });
     bool builtin = it != c.plans.end();
     if (!builtin && (!kv.count("memory") || !kv.count("cpus")))
       fail(key, "plan " + show(name) + " needs memory= and cpus=");
-    Plan p = builtin ? *it : Plan{name, 0, 0, std::nullopt, 3, 2ull << 30};
+    Plan p = builtin ? *it : Plan{name, 0, 0, std::nullopt, 3, 2ull << 30, 1ull << 30};
     if (kv.count("memory")) {
       auto m = units::parse_size(kv["memory"]);
       if (!m || *m < 6 * 1024 * 1024) fail(key, "memory " + show(kv["memory"]) + " is not a size of at least 6M");
@@ -257,6 +271,11 @@ void apply_plans(Config& c, const Values& values) {
       auto b = units::parse_size(kv["snapshot-bytes"]);
       if (!b) fail(key, "snapshot-bytes " + show(kv["snapshot-bytes"]) + " is not a size");
       p.snapshot_bytes = *b;
+    }
+    if (kv.count("disk")) {
+      auto b = units::parse_size(kv["disk"]);
+      if (!b) fail(key, "disk " + show(kv["disk"]) + " is not a size");
+      p.disk_bytes = *b;
     }
     if (builtin) *it = p;
     else c.plans.push_back(p);
@@ -473,9 +492,21 @@ std::vector<Key> build_table() {
       "a proxied WebSocket quiet this long gets a ping; unanswered as long again, it is closed (0 = never)", true,
       [](B b) { return b.duration(&Config::proxy_websocket_ping); });
 
+  add("gateway-max-per-workspace", Kind::value, "256",
+      "connections to a workspace's runtime (its sandboxes' included) open at once through the gateway (503 past it)",
+      false, [](B b) { return b.integer(&Config::gateway_max_per_workspace, 1, 100'000); });
+  add("gateway-idle-timeout", Kind::value, "30m",
+      "a runtime gateway connection with no byte either way this long is closed (0 = never)", false,
+      [](B b) { return b.duration(&Config::gateway_idle_timeout); });
+
   // publish
   add("publish-cache-size", Kind::value, "64M", "memory for rendered published pages (0 = render every request)",
       false, [](B b) { return b.size(&Config::publish_cache_bytes); });
+  add("publish-render-memory", Kind::value, "128M",
+      "memory one page render may use (past it the page shows a could-not-render notice)", true,
+      [](B b) { return b.size(&Config::publish_render_memory); });
+  add("publish-render-timeout", Kind::value, "2s", "time one page render may take (past it, the same notice)", true,
+      [](B b) { return b.duration(&Config::publish_render_timeout, false); });
 
   // auth
   add("github-client-id", Kind::value, "", "GitHub OAuth app client id (absent = GitHub sign-in off)", false,
@@ -542,7 +573,9 @@ std::vector<Key> build_table() {
       [](B b) { return b.percent(&Config::preprovision_percent); });
   add("migrate-percent", Kind::value, "75", "memory use (of the limit) that migrates to the bigger host", true,
       [](B b) { return b.percent(&Config::migrate_percent); });
-  add("plan", Kind::list, "", "plan limits name=,memory=,cpus=,idle-timeout= (repeatable; overrides free/pro/team by name)",
+  add("plan", Kind::list, "",
+      "plan limits name=,memory=,cpus=,idle-timeout=,snapshots=,snapshot-bytes=,disk= (repeatable; overrides "
+      "free/pro/team by name)",
       true, [](B) -> Apply { return apply_plans; });
   return t;
 }
@@ -573,9 +606,9 @@ std::string reword(const CLI::Error& e) {
 
 std::vector<Plan> default_plans() {
   return {
-      Plan{"free", 256ull << 20, 0.5, Duration{15 * 60'000}, 3, 2ull << 30},
-      Plan{"pro", 512ull << 20, 1.0, Duration{60 * 60'000}, 10, 10ull << 30},
-      Plan{"team", 1ull << 30, 2.0, Duration{0}, 25, 50ull << 30},
+      Plan{"free", 256ull << 20, 0.5, Duration{15 * 60'000}, 3, 2ull << 30, 1ull << 30},
+      Plan{"pro", 512ull << 20, 1.0, Duration{60 * 60'000}, 10, 10ull << 30, 4ull << 30},
+      Plan{"team", 1ull << 30, 2.0, Duration{0}, 25, 50ull << 30, 16ull << 30},
   };
 }
 
@@ -685,10 +718,15 @@ Invocation parse_invocation(const std::vector<std::string>& argv_in) {
   }
 
   // Cross-key rules.
-  if (c.dev_login)
+  if (c.dev_login) {
     for (const auto& ep : c.listen)
       if (!ep.is_loopback())
         fail("dev-login", "refused because listen address " + ep.text() + " is not loopback");
+    // Behind a proxy on the same machine (Caddy), every listen address is
+    // loopback while anyone can reach it: the public origin must be too.
+    if (!c.public_url.empty() && !loopback_origin(c.public_url))
+      fail("dev-login", "refused because public-url " + c.public_url + " is not a loopback origin");
+  }
   if (c.preprovision_percent > c.migrate_percent)
     fail("migrate-percent", "must not be below preprovision-percent");
   if (c.github_client_id.empty() != c.github_client_secret.empty())

@@ -121,7 +121,7 @@ struct AuthModule::Impl {
   }
 
   std::string session_cookie(std::string_view token, long long max_age) const {
-    return set_cookie(kSessionCookie, token, "/", max_age, secure());
+    return set_cookie(self.session_cookie(), token, "/", max_age, secure());
   }
 
   long long ttl_seconds() const { return static_cast<long long>(config.session_ttl.count() / 1000); }
@@ -149,7 +149,7 @@ struct AuthModule::Impl {
   }
 
   asio::awaitable<std::shared_ptr<const Identity>> identify(const bh::request_header<>& h) {
-    std::string_view cookie = find_cookie(h, kSessionCookie);
+    std::string_view cookie = find_cookie(h, self.session_cookie());
     if (!cookie.empty()) {
       if (auto s = co_await sessions.find(cookie)) co_return std::move(s->identity);
     }
@@ -166,15 +166,15 @@ struct AuthModule::Impl {
 
   // The session token of a request on public-url (cookie, else Bearer).
   std::string_view session_token(const bh::request_header<>& h) const {
-    std::string_view cookie = find_cookie(h, kSessionCookie);
+    std::string_view cookie = find_cookie(h, self.session_cookie());
     return cookie.empty() ? bearer_token(h) : cookie;
   }
 
-  asio::awaitable<std::optional<std::string>> workspace_ticket(const bh::request_header<>& h, const std::string& owner,
-                                                               std::string target) {
+  asio::awaitable<WorkspaceTickets::Minted> workspace_ticket(const bh::request_header<>& h, const std::string& owner,
+                                                             std::string target) {
     std::string token(session_token(h));
     auto s = co_await sessions.find(token);
-    if (!s) co_return std::nullopt;
+    if (!s) co_return WorkspaceTickets::Minted{WorkspaceTickets::Refusal::no_session, {}, 0};
     co_return access.issue(hash_token(token), s->identity->id, owner, std::move(target));
   }
 
@@ -198,7 +198,7 @@ struct AuthModule::Impl {
     }
     Response r = http::redirect(302, entered->target);
     r.insert(bh::field::set_cookie,
-             set_cookie(kWorkspaceCookie, entered->cookie, "/", entered->max_age, workspace_origin->secure()));
+             set_cookie(self.workspace_cookie(), entered->cookie, "/", entered->max_age, workspace_origin->secure()));
     r.set(bh::field::cache_control, "no-store");
     co_return r;
   }
@@ -341,7 +341,7 @@ struct AuthModule::Impl {
 
   asio::awaitable<Response> logout(Request& req, RequestContext& ctx) {
     require_state_change(self, req);
-    std::string_view token = find_cookie(req, kSessionCookie);
+    std::string_view token = find_cookie(req, self.session_cookie());
     if (token.empty()) token = bearer_token(req);
     if (!token.empty()) {
       std::string copy(token);
@@ -357,7 +357,7 @@ struct AuthModule::Impl {
   }
 
   asio::awaitable<Response> dashboard_view(Request& req, RequestContext& ctx) {
-    std::string_view cookie = find_cookie(req, kSessionCookie);
+    std::string_view cookie = find_cookie(req, self.session_cookie());
     std::optional<SessionStore::Session> session;
     if (!cookie.empty()) session = co_await sessions.find(cookie);
     std::shared_ptr<const Identity> me;
@@ -463,7 +463,10 @@ struct AuthModule::Impl {
   }
 };
 
-AuthModule::AuthModule(app::ModuleContext& ctx) : impl_(std::make_unique<Impl>(*this, ctx)) {
+AuthModule::AuthModule(app::ModuleContext& ctx)
+    : Authenticator(ctx.config.public_url.rfind("https://", 0) == 0,
+                    ctx.workspace_origin && ctx.workspace_origin->secure()),
+      impl_(std::make_unique<Impl>(*this, ctx)) {
   impl_->add_routes(ctx.router, ctx.workspace_router);
   impl_->invites.add_routes(ctx.router);
   impl_->invites.on_access_ended = [impl = impl_.get()](const std::string& member,
@@ -510,16 +513,16 @@ asio::awaitable<std::optional<Role>> AuthModule::workspace_role(const std::strin
 
 asio::awaitable<std::optional<WorkspaceCaller>> AuthModule::identify_workspace(const bh::request_header<>& h,
                                                                                const std::string& owner_id) {
-  std::string_view cookie = find_cookie(h, kWorkspaceCookie);
+  std::string_view cookie = find_cookie(h, workspace_cookie());
   if (cookie.empty()) co_return std::nullopt;
   auto e = co_await impl_->access.find(cookie);
   if (!e || e->owner_id != owner_id) co_return std::nullopt;
   co_return WorkspaceCaller{std::move(e->caller), e->cookie};
 }
 
-asio::awaitable<std::optional<std::string>> AuthModule::workspace_ticket(const bh::request_header<>& h,
-                                                                          const std::string& owner_id,
-                                                                          std::string target) {
+asio::awaitable<WorkspaceTickets::Minted> AuthModule::workspace_ticket(const bh::request_header<>& h,
+                                                                        const std::string& owner_id,
+                                                                        std::string target) {
   co_return co_await impl_->workspace_ticket(h, owner_id, std::move(target));
 }
 

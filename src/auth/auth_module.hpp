@@ -29,9 +29,9 @@ class AuthModule final : public app::Module, public Authenticator {
                                                              const std::string& owner_id) override;
   boost::asio::awaitable<std::optional<WorkspaceCaller>> identify_workspace(const http::bh::request_header<>& h,
                                                                             const std::string& owner_id) override;
-  boost::asio::awaitable<std::optional<std::string>> workspace_ticket(const http::bh::request_header<>& h,
-                                                                      const std::string& owner_id,
-                                                                      std::string target) override;
+  boost::asio::awaitable<WorkspaceTickets::Minted> workspace_ticket(const http::bh::request_header<>& h,
+                                                                    const std::string& owner_id,
+                                                                    std::string target) override;
   boost::asio::awaitable<void> end_workspace(std::string owner_id) override;
   void add_revocation_listener(RevocationListener l) override;
 

@@ -22,13 +22,13 @@ bool role_allows(Role r, http::bh::verb method) {
 
 bool Authenticator::allows_state_change(const http::bh::request_header<>& h) const {
   bool has_origin = h.find(http::bh::field::origin) != h.end();
-  bool has_cookie = !find_cookie(h, kSessionCookie).empty();
+  bool has_cookie = !find_cookie(h, session_cookie_).empty() || cookie_repeated(h, session_cookie_);
   if (has_origin || has_cookie) return same_origin(h);
   return true;
 }
 
-std::array<std::uint8_t, 32> Authenticator::session_hash(const http::bh::request_header<>& h) {
-  std::string_view token = find_cookie(h, kSessionCookie);
+std::array<std::uint8_t, 32> Authenticator::session_hash(const http::bh::request_header<>& h) const {
+  std::string_view token = find_cookie(h, session_cookie_);
   if (token.empty()) token = bearer_token(h);
   if (token.empty()) return {};
   return hash_token(token);

@@ -12,6 +12,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "auth/request_checks.hpp"
+#include "auth/workspace_tickets.hpp"
 #include "http/types.hpp"
 
 namespace feuille::auth {
@@ -43,6 +45,18 @@ struct Revocation {
   } kind;
   std::array<std::uint8_t, 32> cookie{};
   std::string user_id, owner_id;
+
+  // Whether this ends an access opened by `caller` into `owner`'s workspace
+  // (owner "" for one of feuilled's own pages) with `used` (the hash of the
+  // session token or workspace cookie it was opened with).
+  bool ends(const std::string& owner, const std::string& caller, const std::array<std::uint8_t, 32>& used) const {
+    switch (kind) {
+      case credential: return used == cookie;
+      case member: return caller == user_id && owner == owner_id;
+      case workspace: return !owner.empty() && owner == owner_id;
+    }
+    return false;
+  }
 };
 using RevocationListener = std::function<void(const Revocation&)>;
 
@@ -54,7 +68,17 @@ struct WorkspaceCaller {
 
 class Authenticator {
  public:
+  // https: whether public-url, and the workspace origins, are https (their
+  // cookies then carry the __Host- prefix).
+  Authenticator(bool https_platform, bool https_workspaces)
+      : session_cookie_(cookie_name(kSessionCookie, https_platform)),
+        workspace_cookie_(cookie_name(kWorkspaceCookie, https_workspaces)) {}
   virtual ~Authenticator() = default;
+
+  // The names of the session cookie (on public-url) and of the workspace
+  // cookie (on a workspace origin).
+  const std::string& session_cookie() const { return session_cookie_; }
+  const std::string& workspace_cookie() const { return workspace_cookie_; }
 
   // The signed-in user of this request (feuille_session cookie or
   // Authorization: Bearer <session token>), or nullopt.
@@ -78,7 +102,7 @@ class Authenticator {
   // The SHA-256 of the session token this request carries (cookie, else
   // Bearer; all zero without one): what a single origin's tunnels are
   // tagged with, for a logout to close them.
-  static std::array<std::uint8_t, 32> session_hash(const http::bh::request_header<>& h);
+  std::array<std::uint8_t, 32> session_hash(const http::bh::request_header<>& h) const;
 
   // The caller's role on owner's workspace: owner, or through a membership
   // (the strongest when there are several); nullopt = no access. Cached in
@@ -91,15 +115,18 @@ class Authenticator {
   virtual boost::asio::awaitable<std::optional<WorkspaceCaller>> identify_workspace(
       const http::bh::request_header<>& h, const std::string& owner_id) = 0;
   // A single-use ticket into owner's workspace for the session of this
-  // request (on public-url), landing on `target`; nullopt when there is no
-  // session or too many tickets are outstanding.
-  virtual boost::asio::awaitable<std::optional<std::string>> workspace_ticket(const http::bh::request_header<>& h,
-                                                                              const std::string& owner_id,
-                                                                              std::string target) = 0;
+  // request (on public-url), landing on `target`, or why there is none (no
+  // session, the session's rate, the workspace's or the table's bound).
+  virtual boost::asio::awaitable<WorkspaceTickets::Minted> workspace_ticket(const http::bh::request_header<>& h,
+                                                                            const std::string& owner_id,
+                                                                            std::string target) = 0;
   // The workspace stopped: every cookie into it ends (listeners are told).
   virtual boost::asio::awaitable<void> end_workspace(std::string owner_id) = 0;  // by value: spawned
   // Called on the loop for every revocation.
   virtual void add_revocation_listener(RevocationListener l) = 0;
+
+ private:
+  std::string session_cookie_, workspace_cookie_;
 };
 
 // For route handlers: the caller, or RequestError 401 ("sign in first").

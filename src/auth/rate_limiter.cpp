@@ -20,8 +20,7 @@ std::size_t RateLimiter::Hasher::operator()(const Address& a) const noexcept {
 void RateLimiter::prune(Clock::time_point now) {
   // A bucket that has refilled completely is the same as no bucket.
   for (auto it = buckets_.begin(); it != buckets_.end();) {
-    double elapsed = std::chrono::duration<double>(now - it->second.updated).count();
-    if (it->second.tokens + elapsed * per_second_ >= burst_) it = buckets_.erase(it);
+    if (it->second.full(burst_, per_second_, now)) it = buckets_.erase(it);
     else ++it;
   }
 }
@@ -34,21 +33,25 @@ unsigned RateLimiter::take(const Address& client, Clock::time_point now) {
   if (it == buckets_.end()) {
     if (buckets_.size() >= max_addresses_) prune(now);
     if (buckets_.size() >= max_addresses_)
-      return take_from(overflow_, burst_ * kOverflowFactor, per_second_ * kOverflowFactor, now);
+      return overflow_.take(burst_ * kOverflowFactor, per_second_ * kOverflowFactor, now);
     it = buckets_.emplace(key, Bucket{burst_, now}).first;
   }
-  return take_from(it->second, burst_, per_second_, now);
+  return it->second.take(burst_, per_second_, now);
 }
 
-unsigned RateLimiter::take_from(Bucket& b, double burst, double per_second, Clock::time_point now) {
-  double elapsed = std::chrono::duration<double>(now - b.updated).count();
-  b.tokens = std::min(burst, b.tokens + std::max(0.0, elapsed) * per_second);
-  b.updated = now;
-  if (b.tokens >= 1.0) {
-    b.tokens -= 1.0;
+unsigned TokenBucket::take(double burst, double per_second, std::chrono::steady_clock::time_point now) {
+  double elapsed = std::chrono::duration<double>(now - updated).count();
+  tokens = std::min(burst, tokens + std::max(0.0, elapsed) * per_second);
+  updated = now;
+  if (tokens >= 1.0) {
+    tokens -= 1.0;
     return 0;
   }
-  return static_cast<unsigned>(std::max(1.0, std::ceil((1.0 - b.tokens) / per_second)));
+  return static_cast<unsigned>(std::max(1.0, std::ceil((1.0 - tokens) / per_second)));
+}
+
+bool TokenBucket::full(double burst, double per_second, std::chrono::steady_clock::time_point now) const {
+  return tokens + std::chrono::duration<double>(now - updated).count() * per_second >= burst;
 }
 
 }  // namespace feuille::auth

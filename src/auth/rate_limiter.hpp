@@ -7,6 +7,17 @@
 
 namespace feuille::auth {
 
+// `burst` tokens at most, refilled at `per_second`.
+struct TokenBucket {
+  double tokens;
+  std::chrono::steady_clock::time_point updated;
+  // 0 when a token was taken, else the seconds until one would be there
+  // (for Retry-After).
+  unsigned take(double burst, double per_second, std::chrono::steady_clock::time_point now);
+  // Refilled completely: the same as no bucket.
+  bool full(double burst, double per_second, std::chrono::steady_clock::time_point now) const;
+};
+
 class RateLimiter {
  public:
   using Clock = std::chrono::steady_clock;
@@ -26,15 +37,11 @@ class RateLimiter {
   std::size_t size() const { return buckets_.size(); }
 
  private:
-  struct Bucket {
-    double tokens;
-    Clock::time_point updated;
-  };
+  using Bucket = TokenBucket;
   struct Hasher {
     std::size_t operator()(const Address& a) const noexcept;
   };
   void prune(Clock::time_point now);
-  unsigned take_from(Bucket& b, double burst, double per_second, Clock::time_point now);
 
   double burst_, per_second_;
   std::size_t max_addresses_;

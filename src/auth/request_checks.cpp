@@ -49,7 +49,11 @@ bool plain_local_path(std::string_view s) {
 
 }  // namespace
 
-std::string_view find_cookie(const bh::fields& h, std::string_view name) {
+namespace {
+
+// Calls `f(value)` for each cookie named `name` until it returns false.
+template <class F>
+void each_cookie(const bh::fields& h, std::string_view name, F f) {
   auto [first, last] = h.equal_range(bh::field::cookie);
   for (auto it = first; it != last; ++it) {
     std::string_view rest = it->value();
@@ -62,10 +66,58 @@ std::string_view find_cookie(const bh::fields& h, std::string_view name) {
       if (trim(item.substr(0, eq)) != name) continue;
       std::string_view value = trim(item.substr(eq + 1));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-      return value;
+      if (!f(value)) return;
     }
   }
-  return {};
+}
+
+}  // namespace
+
+std::string_view find_cookie(const bh::fields& h, std::string_view name) {
+  std::string_view found;
+  int seen = 0;
+  each_cookie(h, name, [&](std::string_view v) {
+    found = v;
+    return ++seen < 2;
+  });
+  return seen == 1 ? found : std::string_view{};
+}
+
+bool cookie_repeated(const bh::fields& h, std::string_view name) {
+  int seen = 0;
+  each_cookie(h, name, [&](std::string_view) { return ++seen < 2; });
+  return seen > 1;
+}
+
+std::string cookie_name(std::string_view base, bool https) {
+  return https ? "__Host-" + std::string(base) : std::string(base);
+}
+
+std::vector<std::string> clear_cookie_everywhere(std::string_view name, std::string_view host, std::string_view path,
+                                                 bool secure) {
+  if (auto colon = host.rfind(':'); colon != std::string_view::npos && host.find(']') == std::string_view::npos)
+    host = host.substr(0, colon);
+  std::vector<std::string> domains{""};  // host-only
+  for (std::string_view d = host; std::count(d.begin(), d.end(), '.') >= 1;) {
+    domains.emplace_back(d);
+    d = d.substr(d.find('.') + 1);
+  }
+  std::vector<std::string_view> paths{"/"};
+  path = path.substr(0, path.find('?'));
+  for (std::size_t at = path.find('/', 1); at != std::string_view::npos; at = path.find('/', at + 1)) {
+    paths.push_back(path.substr(0, at));
+    paths.push_back(path.substr(0, at + 1));
+  }
+  if (path.size() > 1) paths.push_back(path);
+  std::vector<std::string> out;
+  for (auto p : paths)  // shortest first: a very deep path stops at 64 answers
+    for (const auto& d : domains) {
+      if (out.size() >= 64) return out;
+      std::string c = set_cookie(name, "", p, 0, secure);
+      if (!d.empty()) c.append("; Domain=").append(d);
+      out.push_back(std::move(c));
+    }
+  return out;
 }
 
 std::string set_cookie(std::string_view name, std::string_view value, std::string_view path, long long max_age_seconds,

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/beast/http/fields.hpp>
 
@@ -13,9 +14,28 @@ namespace feuille::auth {
 
 inline constexpr std::string_view kSessionCookie = "feuille_session";
 inline constexpr std::string_view kOAuthCookie = "feuille_oauth";
+inline constexpr std::string_view kWorkspaceCookie = "feuille_ws";
 
-// The value of the first cookie named `name` across every Cookie header, or "".
+// The value of the cookie named `name` across every Cookie header; "" when
+// there is none, or more than one: a second cookie of one of feuilled's
+// names was set by someone else (another workspace's script, with a Domain
+// and a longer Path that browsers send first), so neither is believed.
 std::string_view find_cookie(const boost::beast::http::fields& h, std::string_view name);
+
+// Whether the request carries more than one cookie named `name`.
+bool cookie_repeated(const boost::beast::http::fields& h, std::string_view name);
+
+// feuilled's cookie `base` as named on an origin: with the __Host- prefix on
+// https, which browsers accept only host-only, Secure and with Path=/, so
+// that no other origin (a workspace's script included) can set it.
+std::string cookie_name(std::string_view base, bool https);
+
+// The Set-Cookie values that delete every cookie named `name` this request
+// could have carried: each domain from the request's host up to its last
+// two labels (and host-only) times each path that is a prefix of `path`.
+// Used to clear a tossed cookie, whose Domain and Path are unknown.
+std::vector<std::string> clear_cookie_everywhere(std::string_view name, std::string_view host, std::string_view path,
+                                                 bool secure);
 
 // A Set-Cookie value: HttpOnly, SameSite=Lax, Secure when `secure`.
 // max_age_seconds 0 clears the cookie.

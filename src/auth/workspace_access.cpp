@@ -5,42 +5,37 @@
 #include "auth/session_store.hpp"
 
 namespace feuille::auth {
-std::optional<std::string> WorkspaceAccess::issue(const TokenHash& session, const std::string& caller,
-                                                  const std::string& owner, std::string target) {
-  const auto now = SteadyClock::now();
-  if (tickets_.size() >= kMaxTickets) {
-    std::erase_if(tickets_, [now](const auto& t) { return t.second.expires <= now; });
-    if (tickets_.size() >= kMaxTickets) return std::nullopt;
-  }
-  std::string ticket = random_token();
-  tickets_.emplace(hash_token(ticket), Ticket{session, caller, owner, std::move(target), now + ticket_lifetime_});
-  return ticket;
+WorkspaceTickets::Minted WorkspaceAccess::issue(const TokenHash& session, const std::string& caller,
+                                                const std::string& owner, std::string target) {
+  if (target.size() > kMaxTicketTarget) target = "/u/" + owner + "/";
+  return tickets_.issue(session, caller, owner, std::move(target), ticket_lifetime_, SteadyClock::now());
 }
 
 boost::asio::awaitable<std::optional<WorkspaceAccess::Entered>> WorkspaceAccess::redeem(std::string_view ticket,
                                                                                          const std::string& owner) {
   if (!is_token(ticket)) co_return std::nullopt;
-  auto it = tickets_.find(hash_token(ticket));
-  if (it == tickets_.end()) co_return std::nullopt;
-  Ticket t = std::move(it->second);
-  tickets_.erase(it);  // single use, whatever happens next
-  if (t.expires <= SteadyClock::now() || t.owner != owner) co_return std::nullopt;
+  auto t = tickets_.take(hash_token(ticket), SteadyClock::now());
+  if (!t || t->owner != owner) co_return std::nullopt;
   std::string cookie = random_token();
-  const std::string cookie_hash = hex(hash_token(cookie)), session_hash = hex(t.session);
+  const std::string cookie_hash = hex(hash_token(cookie)), session_hash = hex(t->session);
   // The session must still be live: a logout in between (its row locked,
-  // then deleted) leaves nothing to insert from.
+  // then deleted) leaves nothing to insert from. So must the caller's way
+  // in: a member removed since the ticket was issued gets nothing (and a
+  // removal that commits after this insert deletes the row it made).
   auto max_age = co_await db_.run([&](pqxx::work& w) -> std::optional<long long> {
     auto r = w.exec_params(
         "INSERT INTO workspace_sessions (token_hash, session_hash, user_id, owner_id, expires_at) "
         "SELECT decode($1, 'hex'), s.token_hash, s.user_id, $3::uuid, s.expires_at FROM sessions s "
         "WHERE s.token_hash = decode($2, 'hex') AND s.expires_at > now() AND s.user_id = $4::uuid "
+        "AND ($4::uuid = $3::uuid OR EXISTS (SELECT 1 FROM memberships m "
+        "WHERE m.owner_id = $3::uuid AND m.member_id = $4::uuid)) "
         "RETURNING extract(epoch FROM expires_at - now())::bigint",
-        cookie_hash, session_hash, t.owner, t.caller);
+        cookie_hash, session_hash, t->owner, t->caller);
     if (r.empty()) return std::nullopt;
     return r[0][0].as<long long>();
   });
   if (!max_age) co_return std::nullopt;
-  co_return Entered{std::move(cookie), std::move(t.target), *max_age};
+  co_return Entered{std::move(cookie), std::move(t->target), *max_age};
 }
 
 boost::asio::awaitable<std::optional<WorkspaceAccess::Entry>> WorkspaceAccess::find(std::string_view cookie) {

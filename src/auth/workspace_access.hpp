@@ -2,7 +2,8 @@
 // Entering a workspace on its own origin (SPEC.md section 3, docs/auth.md):
 // on public-url, someone allowed into /u/{id}/... gets a single-use ticket
 // (256 random bits, kept hashed in memory for at most 60 s, bound to their
-// session, the workspace and the path they asked for); the workspace origin
+// session, the workspace and the path they asked for; bounded per session
+// and workspace: WorkspaceTickets); the workspace origin
 // redeems it for its own cookie (`feuille_ws`, host-only, HttpOnly), a row in
 // `workspace_sessions` that belongs to the session (a logout ends it) and is
 // checked on every request there, from a cache like the session cache's.
@@ -27,6 +28,7 @@
 #include "auth/revocations.hpp"
 #include "auth/tokens.hpp"
 #include "auth/unknown_tokens.hpp"
+#include "auth/workspace_tickets.hpp"
 #include "util/inflight.hpp"
 
 namespace feuille::db {
@@ -35,13 +37,12 @@ class Database;
 
 namespace feuille::auth {
 
-inline constexpr std::string_view kWorkspaceCookie = "feuille_ws";
-
 class WorkspaceAccess {
  public:
   using SteadyClock = std::chrono::steady_clock;
   using SystemClock = std::chrono::system_clock;
-  static constexpr std::size_t kMaxTickets = 100'000;
+  // A longer target is not stored: the ticket lands on the workspace's root.
+  static constexpr std::size_t kMaxTicketTarget = 2048;
   static constexpr std::chrono::seconds kCacheMaxAge{60};
   static constexpr std::size_t kCacheMaxEntries = 200'000;
 
@@ -50,10 +51,9 @@ class WorkspaceAccess {
       : db_(db), ticket_lifetime_(ticket_lifetime) {}
 
   // A ticket for `caller` (signed in with `session`) into owner's workspace,
-  // landing on `target` ("/u/{owner}/..."); nullopt when kMaxTickets are
-  // outstanding.
-  std::optional<std::string> issue(const TokenHash& session, const std::string& caller, const std::string& owner,
-                                   std::string target);
+  // landing on `target` ("/u/{owner}/..."), or why there is none.
+  WorkspaceTickets::Minted issue(const TokenHash& session, const std::string& caller, const std::string& owner,
+                                 std::string target);
 
   struct Entered {
     std::string cookie;  // the feuille_ws value
@@ -82,11 +82,6 @@ class WorkspaceAccess {
   std::size_t tickets() const { return tickets_.size(); }
 
  private:
-  struct Ticket {
-    TokenHash session;
-    std::string caller, owner, target;
-    SteadyClock::time_point expires;
-  };
   struct CacheEntry {
     Entry entry;
     SystemClock::time_point expires_at;
@@ -99,7 +94,7 @@ class WorkspaceAccess {
 
   db::Database& db_;
   std::chrono::milliseconds ticket_lifetime_;
-  std::unordered_map<TokenHash, Ticket, TokenHashHasher> tickets_;
+  WorkspaceTickets tickets_;
   std::unordered_map<TokenHash, CacheEntry, TokenHashHasher> cache_;
   UnknownTokens unknown_;
   Revocations revocations_;

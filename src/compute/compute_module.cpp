@@ -11,6 +11,7 @@
 #include "auth/dashboard.hpp"
 #include "compute/egress.hpp"
 #include "util/capabilities.hpp"
+#include "util/descriptor_budget.hpp"
 #include "compute/standin_image.hpp"
 #include "feuille/errors.hpp"
 #include "http/responses.hpp"
@@ -46,6 +47,9 @@ ComputeSettings settings_from(const Config& c) {
   s.runtime_health_path = c.runtime_health_path;
   s.start_timeout = c.start_timeout;
   s.isolation.egress_address = c.egress_address;
+  s.gateway.idle_timeout = c.gateway_idle_timeout;
+  s.gateway.total_budget = std::make_shared<ConnectionBudget>(DescriptorBudget::of_process().gateway_connections());
+  s.gateway_per_workspace = static_cast<std::size_t>(c.gateway_max_per_workspace);
   return s;
 }
 
@@ -228,17 +232,21 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
                     [this, &auth](http::Exchange& ex) -> asio::awaitable<void> {
                       auto me = co_await auth::require_identity(auth, ex.parser.get());
                       ex.ctx.user = me->id;
-                      co_await stream_events(ex, me->id, me->id);
+                      co_await stream_events(ex, me->id, StreamAccess{"", me->id, auth.session_hash(ex.parser.get())});
                     });
   // The same on a workspace origin (its starting page), for whoever holds
-  // that workspace's cookie.
+  // that workspace's cookie and still has a role there.
   ctx.workspace_router.add_stream(
       {bh::verb::get}, "/_feuille/events", "workspace-events", [this, &auth](http::Exchange& ex) -> asio::awaitable<void> {
-        auto caller = co_await auth.identify_workspace(ex.parser.get(), ex.ctx.workspace);
+        const std::string owner = ex.ctx.workspace;
+        auto caller = co_await auth.identify_workspace(ex.parser.get(), owner);
         if (!caller) throw RequestError(401, "Sign in first.");
+        if (!co_await auth.workspace_role(caller->identity->id, owner))
+          throw RequestError(403, "This workspace is not shared with you.");
         ex.ctx.user = caller->identity->id;
-        co_await stream_events(ex, ex.ctx.workspace, caller->identity->id);
+        co_await stream_events(ex, owner, StreamAccess{owner, caller->identity->id, caller->cookie});
       });
+  auth.add_revocation_listener([this](const auth::Revocation& r) { revoke(r); });
 
   // Snapshots (compute/snapshots.cpp): the owner's own, of the running runtime.
   router.add({bh::verb::get}, "/api/snapshots", "snapshots",
@@ -337,7 +345,18 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
                        });
 }
 
-asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::string user_id, std::string caller) {
+void ComputeModule::revoke(const auth::Revocation& r) {
+  for (auto& [ex, access] : open_streams_) {
+    if (!r.ends(access->owner, access->caller, access->credential)) continue;
+    // The stream's coroutine sees its writes fail and ends.
+    boost::system::error_code ignored;
+    ex->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    ex->stream.socket().cancel(ignored);
+  }
+}
+
+asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::string user_id, StreamAccess access) {
+  const std::string& caller = access.caller;
   // A few streams per caller (a tab each); an event stream lives long.
   auto& open = event_streams_[caller];
   if (open >= kMaxEventStreams) {
@@ -346,13 +365,17 @@ asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::stri
     throw e;
   }
   ++open;
+  open_streams_.emplace(&ex, &access);
   struct Release {
-    std::unordered_map<std::string, int>& m;
+    ComputeModule& m;
+    http::Exchange& ex;
     const std::string& caller;
     ~Release() {
-      if (auto it = m.find(caller); it != m.end() && --it->second <= 0) m.erase(it);
+      m.open_streams_.erase(&ex);
+      if (auto it = m.event_streams_.find(caller); it != m.event_streams_.end() && --it->second <= 0)
+        m.event_streams_.erase(it);
     }
-  } release{event_streams_, caller};
+  } release{*this, ex, caller};
   http::Response head{bh::status::ok, 11};
   head.set(bh::field::content_type, "text/event-stream");
   head.set(bh::field::cache_control, "no-store");

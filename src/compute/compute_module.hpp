@@ -28,7 +28,14 @@ class ComputeModule : public app::Module {
   void add_routes(app::ModuleContext& ctx);
   // Server-Sent Events of user_id's workspace, for `caller` (at most
   // kMaxEventStreams open per caller: 429 past it).
-  boost::asio::awaitable<void> stream_events(http::Exchange& ex, std::string user_id, std::string caller);
+  // Registered until it ends: a revocation matching `owner` (the workspace
+  // origin's owner, "" on public-url), `caller` and `credential` closes it.
+  struct StreamAccess {
+    std::string owner, caller;
+    std::array<std::uint8_t, 32> credential{};
+  };
+  boost::asio::awaitable<void> stream_events(http::Exchange& ex, std::string user_id, StreamAccess access);
+  void revoke(const auth::Revocation& r);
   static constexpr int kMaxEventStreams = 8;
   std::string dashboard_section(const auth::Identity& me, const nlohmann::json& doc) const;
   boost::asio::awaitable<void> install_egress_rules();
@@ -40,6 +47,7 @@ class ComputeModule : public app::Module {
   std::unique_ptr<WorkspaceManager> manager_;
   std::string standin_notice_;
   std::unordered_map<std::string, int> event_streams_;  // open per caller
+  std::unordered_map<http::Exchange*, const StreamAccess*> open_streams_;  // for revocations
 };
 
 }  // namespace feuille::compute

@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "compute/workspace_manager.hpp"
+#include "db/users.hpp"
 #include "util/offload.hpp"
 #include "util/spawn.hpp"
 
@@ -65,10 +66,49 @@ asio::awaitable<void> WorkspaceManager::remove_files(std::vector<std::string> pa
     std::error_code ec;
     for (const auto& p : paths) fs::remove(p, ec);
   };
-  co_await offload(pool_, std::move(job));
+  co_await offload(archive_pool_, std::move(job));
 }
 
-asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path, bool resume) {
+asio::awaitable<WorkspaceManager::ArchiveLimits> WorkspaceManager::archive_limits(const std::string& user_id,
+                                                                                 bool podman_keeps_copy) {
+  struct Found {
+    std::uint64_t space = 0, disk = 0, named = 0;
+  };
+  auto found = co_await db_.run([&](pqxx::work& w) {
+    Found f;
+    auto user = db::find_user_by_id(w, user_id);
+    const Plan* plan = config_.find_plan(user ? user->plan : "free");
+    if (!plan) plan = config_.find_plan("free");
+    if (plan) {
+      f.space = plan->snapshot_bytes;
+      f.disk = plan->disk_bytes;
+    }
+    f.named = w.exec_params1("SELECT coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'",
+                             user_id)[0]
+                  .as<std::uint64_t>();
+    return f;
+  });
+  ArchiveLimits limits;
+  limits.max_writable_layer = found.disk;
+  const std::uint64_t room = found.space > found.named ? found.space - found.named : 0;
+  // A leave-running dump stays in the container (Podman 4.3) until the next
+  // one: the archive and that copy share the room.
+  limits.max_bytes = podman_keeps_copy ? room / 2 : room;
+  co_return limits;
+}
+
+asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path, bool resume,
+                                                                  ArchiveLimits limits) {
+  // The writable layer is in the archive (Podman 4.3 exports the root
+  // file system's changes with the dump): past the plan, nothing is dumped.
+  {
+    const std::string name = ws->runtime->name;
+    const std::uint64_t layer = co_await runtime_host(*ws).client->writable_layer_bytes(name, 2min);
+    if (layer > limits.max_writable_layer)
+      throw ArchiveTooLarge("the runtime's files outside /home/user take " + std::to_string(layer >> 20) +
+                            " MiB, more than the " + std::to_string(limits.max_writable_layer >> 20) +
+                            " MiB your plan allows (keep large files in /home/user)");
+  }
   const std::string partial = path + ".partial";
   const std::string dir = fs::path(path).parent_path().string();
   auto open_it = [dir, partial]() {
@@ -78,11 +118,16 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
     if (fd < 0) throw std::runtime_error("cannot write " + partial + ": " + std::strerror(errno));
     return fd;
   };
-  const int fd = co_await offload(pool_, std::move(open_it));
-  // Pieces (1 MiB) are written, and the file fsynced, on the pool. Each
-  // piece's writeback starts at once, so the final fsync has little left.
+  const int fd = co_await offload(archive_pool_, std::move(open_it));
+  // Pieces (1 MiB) are written, and the file fsynced, on the archive pool.
+  // Each piece's writeback starts at once, so the final fsync has little
+  // left. Past the plan's room the stream is stopped, before the write.
   auto written = std::make_shared<off_t>(0);
-  PodmanClient::Sink sink = [this, fd, partial, written](asio::const_buffer b) -> asio::awaitable<void> {
+  const std::uint64_t max_bytes = limits.max_bytes;
+  PodmanClient::Sink sink = [this, fd, partial, written, max_bytes](asio::const_buffer b) -> asio::awaitable<void> {
+    if (static_cast<std::uint64_t>(*written) + b.size() > max_bytes)
+      throw ArchiveTooLarge("the archive passed the " + std::to_string(max_bytes >> 20) +
+                            " MiB left in the space your plan gives archives");
     auto write_it = [fd, partial, b, written]() {
       const char* p = static_cast<const char*>(b.data());
       for (std::size_t left = b.size(); left > 0;) {
@@ -95,9 +140,9 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
       ::sync_file_range(fd, *written, static_cast<off_t>(b.size()), SYNC_FILE_RANGE_WRITE);
       *written += static_cast<off_t>(b.size());
     };
-    co_await offload(pool_, std::move(write_it));
+    co_await offload(archive_pool_, std::move(write_it));
   };
-  std::optional<std::string> failed;
+  std::exception_ptr failed;
   std::uint64_t bytes = 0;
   if (ws->gateway) ws->gateway->clear_runtime();
   try {
@@ -109,8 +154,8 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
     o.leave_running = true;
     o.tcp_established = true;
     bytes = co_await runtime_host(*ws).client->checkpoint_export(ws->runtime->name, o, sink, 10min, 60s);
-  } catch (const std::exception& e) {
-    failed = e.what();
+  } catch (...) {
+    failed = std::current_exception();
   }
   auto finish_it = [fd, partial, path, dir, ok = !failed]() {
     bool synced = ok && ::fsync(fd) == 0;
@@ -129,12 +174,12 @@ asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr w
     }
   };
   try {
-    co_await offload(pool_, std::move(finish_it));
-  } catch (const std::exception& e) {
-    failed = e.what();
+    co_await offload(archive_pool_, std::move(finish_it));
+  } catch (...) {
+    failed = std::current_exception();
   }
   if ((resume || failed) && ws->gateway && ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
-  if (failed) throw std::runtime_error(*failed);
+  if (failed) std::rethrow_exception(failed);
   if (ws->runtime) ws->runtime->dump_bytes = bytes;  // what Podman keeps of the dump: about the archive's size
   co_return bytes;
 }
@@ -158,7 +203,9 @@ asio::awaitable<void> WorkspaceManager::run_sleep(WorkspacePtr ws, std::shared_p
                    "after {} ms, cut",
                    ws->user_id, cut, config_.drain_timeout.count());
       const auto began = std::chrono::steady_clock::now();
-      const auto bytes = co_await write_checkpoint(ws, sleep_snapshot(ws->user_id), false);
+      // The containers go after it, and Podman's copy of the dump with them.
+      const auto limits = co_await archive_limits(ws->user_id, false);
+      const auto bytes = co_await write_checkpoint(ws, sleep_snapshot(ws->user_id), false, limits);
       stored = true;
       asleep = {{"snapshot_bytes", bytes},
                 {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began)

@@ -52,13 +52,20 @@ asio::awaitable<void> WorkspaceManager::attach_editor(WorkspacePtr ws, Duration 
   close_gateway(*ws);
   try {
     ws->gateway = co_await RuntimeGateway::open(executor_, ns, ws->runtime_port, gateway_metrics_, log_,
-                                                ws->user_id, settings_.gateway);
+                                                ws->user_id, gateway_options(*ws));
   } catch (const std::system_error& e) {
     // EADDRINUSE included: nothing but the gateway may hold this port there.
     throw std::runtime_error("the runtime gateway cannot listen on 127.0.0.1:" + std::to_string(ws->runtime_port) +
                              " in the editor's namespace: " + e.code().message());
   }
   if (ws->runtime && ws->runtime->netns) ws->gateway->set_runtime(ws->runtime->netns);
+}
+
+RuntimeGateway::Options WorkspaceManager::gateway_options(Workspace& ws) {
+  if (!ws.gateway_budget) ws.gateway_budget = std::make_shared<ConnectionBudget>(settings_.gateway_per_workspace);
+  auto o = settings_.gateway;
+  o.workspace_budget = ws.gateway_budget;
+  return o;
 }
 
 void WorkspaceManager::close_gateway(Workspace& ws) {

@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/multiple_exceptions.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -354,7 +355,14 @@ asio::awaitable<std::uint64_t> PodmanClient::checkpoint_export(std::string name,
   while (have > 0) {
     auto given = sink(asio::const_buffer(ready.data(), have));
     auto read = fill(next);
-    const std::size_t got = co_await (std::move(given) && std::move(read));
+    std::size_t got = 0;
+    try {
+      got = co_await (std::move(given) && std::move(read));
+    } catch (const asio::multiple_exceptions& e) {
+      // The sink refused (the plan's space, the disk) and the read was cut
+      // with it: the sink's reason is the one that counts.
+      std::rethrow_exception(e.first_exception());
+    }
     total += got;
     have = got;
     ready.swap(next);
@@ -442,6 +450,15 @@ asio::awaitable<std::optional<nlohmann::json>> PodmanClient::inspect_container(s
   if (r.status == 404) co_return std::nullopt;
   if (r.status != 200) throw error_of(r, "inspect " + name);
   co_return r.json();
+}
+
+asio::awaitable<std::uint64_t> PodmanClient::writable_layer_bytes(std::string name, Duration timeout) {
+  auto r = co_await request(bh::verb::get, std::string(kBase) + "/containers/" + url_encode(name) + "/json?size=true",
+                            {}, {}, timeout);
+  if (r.status != 200) throw error_of(r, "inspect the size of " + name);
+  auto j = r.json();
+  const auto& size = j["SizeRw"];
+  co_return size.is_number_unsigned() || size.is_number_integer() ? size.get<std::uint64_t>() : 0;
 }
 
 asio::awaitable<nlohmann::json> PodmanClient::list_containers(std::vector<std::string> labels) {

@@ -117,6 +117,9 @@ class PodmanClient {
   // nullopt when there is no such container.
   boost::asio::awaitable<std::optional<nlohmann::json>> inspect_container(std::string name,
                                                                           std::optional<Duration> timeout = {});
+  // The size of the container's writable layer (its files changed or added
+  // outside its volumes: Podman's SizeRw; walking them takes a moment).
+  boost::asio::awaitable<std::uint64_t> writable_layer_bytes(std::string name, Duration timeout);
   // Containers (running or not) carrying every label ("key=value").
   boost::asio::awaitable<nlohmann::json> list_containers(std::vector<std::string> labels);
   // Waits for a condition ("stopped", "exited", ...); returns the exit code.

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 
+#include <sys/socket.h>
+
 namespace feuille::compute {
 
 namespace asio = boost::asio;
@@ -29,6 +31,8 @@ struct RuntimeGateway::Conn {
   tcp::socket upstream;  // the runtime's side, in the runtime's namespace
   int pumps = 0;
   bool dropped = false;
+  bool client_gone = false;  // closed by its client while held
+  Clock::time_point last_bytes = Clock::now();  // either way
   void close_both() {
     boost::system::error_code ignored;
     client.close(ignored);
@@ -41,9 +45,11 @@ asio::awaitable<std::shared_ptr<RuntimeGateway>> RuntimeGateway::open(asio::any_
                                                                       std::shared_ptr<spdlog::logger> log,
                                                                       std::string owner, Options options) {
   auto acceptor = co_await editor_ns->listen(ex, port);
+  if (!options.workspace_budget) options.workspace_budget = std::make_shared<ConnectionBudget>(kDefaultPerWorkspace);
   std::shared_ptr<RuntimeGateway> g(new RuntimeGateway(ex, std::move(editor_ns), port, metrics, std::move(log),
                                                        std::move(owner), options, std::move(acceptor)));
   spawn(ex, g->accept_loop(), g->log_, "gateway of " + g->owner_);
+  if (options.idle_timeout.count() > 0) spawn(ex, g->close_idle_loop(), g->log_, "gateway idle check of " + g->owner_);
   co_return g;
 }
 
@@ -57,7 +63,8 @@ RuntimeGateway::RuntimeGateway(asio::any_io_executor ex, NetnsPtr editor_ns, std
       log_(std::move(log)),
       owner_(std::move(owner)),
       options_(options),
-      acceptor_(std::move(acceptor)) {}
+      acceptor_(std::move(acceptor)),
+      idle_timer_(ex_) {}
 
 RuntimeGateway::~RuntimeGateway() = default;
 
@@ -94,6 +101,7 @@ void RuntimeGateway::close() {
   closed_ = true;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  idle_timer_.cancel();
   for (auto* c : conns_) c->close_both();  // their pumps end and drop them
   runtime_.reset();
   changed_.notify_all();
@@ -112,10 +120,12 @@ asio::awaitable<void> RuntimeGateway::accept_loop() {
       co_await pause.async_wait(tuple_awaitable);
       continue;
     }
-    if (conns_.size() >= options_.max_connections) {
-      metrics_.refused->Increment();
-      boost::system::error_code ignored;
-      socket.close(ignored);
+    if (ConnectionBudget* over = over_budget()) {
+      const bool workspace = over == options_.workspace_budget.get();
+      (workspace ? metrics_.over_workspace : metrics_.over_total)->Increment();
+      refuse(socket, workspace ? "Too many connections to this workspace's runtime at once (limit " +
+                                     std::to_string(over->limit()) + ")."
+                               : "This server is at its limit of runtime connections; try again shortly.");
       continue;
     }
     auto c = std::make_shared<Conn>(std::move(socket));
@@ -126,11 +136,72 @@ asio::awaitable<void> RuntimeGateway::accept_loop() {
   }
 }
 
+ConnectionBudget* RuntimeGateway::over_budget() {
+  ConnectionBudget& mine = *options_.workspace_budget;
+  if (!mine.try_take()) return &mine;
+  if (options_.total_budget && !options_.total_budget->try_take()) {
+    mine.give_back();
+    return options_.total_budget.get();
+  }
+  return nullptr;
+}
+
+void RuntimeGateway::refuse(tcp::socket& socket, const std::string& why) {
+  // The runtime speaks HTTP: its clients read why they were refused. One
+  // non-blocking write into an empty socket buffer; nothing waits for it.
+  const std::string answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                             "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+                             std::to_string(why.size() + 1) + "\r\n\r\n" + why + "\n";
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(answer), ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+asio::awaitable<void> RuntimeGateway::close_idle_loop() {
+  auto self = shared_from_this();
+  const auto idle = std::chrono::duration_cast<Clock::duration>(options_.idle_timeout);
+  const auto period = std::clamp<Clock::duration>(idle / 4, std::chrono::milliseconds(50), std::chrono::seconds(15));
+  while (!closed_) {
+    idle_timer_.expires_after(period);
+    co_await idle_timer_.async_wait(tuple_awaitable);
+    if (closed_) break;
+    const auto now = Clock::now();
+    for (auto* c : conns_)
+      if (c->pumps > 0 && now - c->last_bytes >= idle) {
+        metrics_.idle_closed->Increment();
+        c->close_both();  // its pumps end and drop it
+      }
+  }
+}
+
+void RuntimeGateway::watch_held(const std::shared_ptr<Conn>& c) {
+  // A held connection reads nothing: without this, one its client closed
+  // would keep its place in the budgets until the hold ran out.
+  c->client.async_wait(tcp::socket::wait_read, [self = shared_from_this(), c](boost::system::error_code ec) {
+    if (ec || c->pumps > 0 || c->dropped) return;
+    char byte;
+    const ssize_t n = ::recv(c->client.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      c->client_gone = true;
+      self->changed_.notify_all();
+    }
+    // Bytes waiting (the request, sent early): relayed once a runtime is there.
+  });
+}
+
 asio::awaitable<void> RuntimeGateway::serve(std::shared_ptr<Conn> c) {
   auto self = shared_from_this();
   const auto deadline = Clock::now() + options_.hold;
+  watch_held(c);
   for (;;) {
-    while (!runtime_ && !closed_ && Clock::now() < deadline) co_await changed_.wait_until(deadline);
+    while (!runtime_ && !closed_ && !c->client_gone && Clock::now() < deadline)
+      co_await changed_.wait_until(deadline);
+    if (c->client_gone) {
+      drop(*c);
+      co_return;
+    }
     if (closed_ || !runtime_ || c->dropped) {
       metrics_.refused->Increment();
       drop(*c);
@@ -159,8 +230,9 @@ asio::awaitable<void> RuntimeGateway::serve(std::shared_ptr<Conn> c) {
     // Refused: the runtime is away (it died and is being restarted, or is
     // moving) and feuilled will point the gateway elsewhere; hold on until
     // it does, within the same bound.
-    while (runtime_ == target && !closed_ && Clock::now() < deadline) co_await changed_.wait_until(deadline);
-    if (closed_ || Clock::now() >= deadline || c->dropped) {
+    while (runtime_ == target && !closed_ && !c->client_gone && Clock::now() < deadline)
+      co_await changed_.wait_until(deadline);
+    if (closed_ || Clock::now() >= deadline || c->dropped || c->client_gone) {
       metrics_.refused->Increment();
       drop(*c);
       co_return;
@@ -183,6 +255,7 @@ asio::awaitable<void> RuntimeGateway::pump(std::shared_ptr<Conn> c, bool to_runt
   for (;;) {
     auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.get(), kChunk), tuple_awaitable);
     if (n) {
+      c->last_bytes = Clock::now();
       auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.get(), n), tuple_awaitable);
       counted.Increment(static_cast<double>(wn));
       relayed_ += wn;
@@ -209,6 +282,8 @@ void RuntimeGateway::drop(Conn& c) {
   c.dropped = true;
   c.close_both();
   conns_.erase(&c);
+  options_.workspace_budget->give_back();
+  if (options_.total_budget) options_.total_budget->give_back();
   metrics_.open->Decrement();
   if (!runtime_) changed_.notify_all();  // a drain may be waiting for it
 }

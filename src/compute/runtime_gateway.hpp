@@ -17,6 +17,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "compute/netns.hpp"
 #include "compute/notifier.hpp"
@@ -38,18 +39,49 @@ struct GatewayMetrics {
   prometheus::Counter* to_runtime = nullptr;  // bytes
   prometheus::Counter* to_editor = nullptr;   // bytes
   prometheus::Counter* accepted = nullptr;    // connections
-  prometheus::Counter* refused = nullptr;     // closed without a runtime (hold ran out, runtime refused, cap)
-  prometheus::Gauge* open = nullptr;          // connections open now (held or relaying)
+  prometheus::Counter* refused = nullptr;     // closed without a runtime (hold ran out, runtime refused)
+  prometheus::Counter* over_workspace = nullptr;  // refused: the workspace's connections at their limit
+  prometheus::Counter* over_total = nullptr;      // refused: every gateway's connections at their limit
+  prometheus::Counter* idle_closed = nullptr;     // closed after gateway-idle-timeout without a byte
+  prometheus::Gauge* open = nullptr;              // connections open now (held or relaying)
+};
+
+// Connections open at once, up to a limit, counted across the gateways that
+// share it: one per workspace (its runtime's and its sandboxes' gateways)
+// and one for all of feuilled's. Used on the loop only.
+class ConnectionBudget {
+ public:
+  explicit ConnectionBudget(std::size_t limit) : limit_(limit) {}
+  bool try_take() {
+    if (used_ >= limit_) return false;
+    ++used_;
+    return true;
+  }
+  void give_back() {
+    if (used_ > 0) --used_;
+  }
+  std::size_t used() const { return used_; }
+  std::size_t limit() const { return limit_; }
+  void set_limit(std::size_t limit) { limit_ = limit; }
+
+ private:
+  std::size_t limit_;
+  std::size_t used_ = 0;
 };
 
 class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
  public:
   struct Options {
-    Duration hold{30'000};             // how long a connection waits for a runtime
-    Duration connect_timeout{5'000};   // to the runtime's port
-    std::size_t max_connections = 512;  // per workspace; past it new ones are closed at once
+    Duration hold{30'000};              // how long a connection waits for a runtime
+    Duration connect_timeout{5'000};    // to the runtime's port
+    Duration idle_timeout{0};           // a relayed connection with no byte either way this long is closed; 0 = never
     std::uint16_t runtime_port = 8888;  // inside the runtime's namespace
+    // The workspace's budget (shared with its sandboxes' gateways; null =
+    // one of kDefaultPerWorkspace of its own) and every gateway's (null = none).
+    std::shared_ptr<ConnectionBudget> workspace_budget;
+    std::shared_ptr<ConnectionBudget> total_budget;
   };
+  static constexpr std::size_t kDefaultPerWorkspace = 256;
 
   // Binds 127.0.0.1:port inside `editor_ns` and starts accepting. Throws
   // (std::system_error EADDRINUSE when something in that namespace already
@@ -90,7 +122,13 @@ class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
                  boost::asio::ip::tcp::acceptor acceptor);
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Conn> c);
+  void watch_held(const std::shared_ptr<Conn>& c);
   boost::asio::awaitable<void> pump(std::shared_ptr<Conn> c, bool to_runtime);
+  boost::asio::awaitable<void> close_idle_loop();
+  // Which budget, if any, refuses one more connection (taking from both
+  // when neither does).
+  ConnectionBudget* over_budget();
+  void refuse(boost::asio::ip::tcp::socket& socket, const std::string& why);
   void drop(Conn& c);
 
   boost::asio::any_io_executor ex_;
@@ -101,6 +139,7 @@ class RuntimeGateway : public std::enable_shared_from_this<RuntimeGateway> {
   std::string owner_;
   Options options_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer idle_timer_;  // close_idle_loop's
   NetnsPtr runtime_;
   Notifier changed_;
   std::unordered_set<Conn*> conns_;

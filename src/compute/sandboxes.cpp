@@ -32,9 +32,13 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
   const std::string archive = settings_.snapshot_dir + "/" + user_id + "/fork-" + id + ".tar";
   auto op = begin(*ws, Operation::snapshot);
   std::optional<std::string> failed;
+  bool too_large = false;
   bool row = false;
   Workspace::Sandbox sb{name, port, nullptr};
   try {
+    // The fork's archive is deleted once restored; Podman's copy of the
+    // dump stays in the original until its next checkpoint.
+    const auto limits = co_await archive_limits(user_id, true);
     const std::string host_name = host.config.name;
     co_await db_.run([&](pqxx::work& w) {
       w.exec_params("INSERT INTO runtimes (user_id, kind, name, host, port, state) VALUES ($1, 'sandbox', $2, $3, $4, "
@@ -43,17 +47,21 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
     });
     row = true;
     sandbox_names_.insert(name);
-    co_await write_checkpoint(ws, archive, true);  // the original keeps its connections
+    co_await write_checkpoint(ws, archive, true, limits);  // the original keeps its connections
     const std::string container_id =
-        co_await host.client->restore_import(name, PodmanClient::file_source(archive, pool_), true, settings_.start_timeout);
+        co_await host.client->restore_import(name, PodmanClient::file_source(archive, archive_pool_), true, settings_.start_timeout);
     auto ns = co_await enter(host, name, settings_.start_timeout);
+    auto options = gateway_options(*ws);  // named: the GCC 12 trap (architecture.md)
     sb.gateway = co_await RuntimeGateway::open(executor_, ws->editor->netns, port, gateway_metrics_, log_, user_id,
-                                               settings_.gateway);
+                                               std::move(options));
     sb.gateway->set_runtime(ns);
     co_await db_.run([&](pqxx::work& w) {
       w.exec_params("UPDATE runtimes SET container_id = $2, state = 'running', updated_at = now() WHERE name = $1", name,
                     container_id);
     });
+  } catch (const ArchiveTooLarge& e) {
+    failed = e.what();
+    too_large = true;
   } catch (const std::exception& e) {
     failed = e.what();
   }
@@ -71,6 +79,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
     ports_.release(port);
     finish(*ws, op);
     log_->warn("sandbox of {} failed: {}", user_id, *failed);
+    if (too_large) throw RequestError(409, "The sandbox does not fit in your plan: " + *failed + ".");
     throw RequestError(500, "The sandbox could not be made (the workspace runs on): " + *failed);
   }
   ws->sandboxes[id] = sb;

@@ -95,7 +95,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
     Refused refused = Refused::no;
     std::string id;
     int count_limit = 0;
-    std::uint64_t bytes_limit = 0, used_bytes = 0;
+    std::uint64_t bytes_limit = 0, used_bytes = 0, disk_limit = 0;
   };
   const std::string dir = settings_.snapshot_dir + "/" + user_id;
   const std::string host_name = host.config.name;
@@ -108,6 +108,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
     if (!plan) plan = config_.find_plan("free");
     t.count_limit = plan ? plan->snapshots : 0;
     t.bytes_limit = plan ? plan->snapshot_bytes : 0;
+    t.disk_limit = plan ? plan->disk_bytes : 0;
     w.exec_params("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id);  // one quota decision at a time
     auto used = w.exec_params1(
         "SELECT count(*), coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'", user_id);
@@ -139,26 +140,32 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
   const std::string path = dir + "/" + taken.id + ".tar";
   auto op = begin(*ws, Operation::snapshot);
   std::optional<std::string> failed;
+  bool too_big = false;
   std::uint64_t bytes = 0;
   const auto began = std::chrono::steady_clock::now();
   try {
-    bytes = co_await write_checkpoint(ws, path, true);
+    // What this snapshot adds: its archive, and Podman's copy of the dump,
+    // which replaces the one of the last checkpoint. Stopped while it
+    // streams, past the room that leaves.
+    ArchiveLimits limits;
+    limits.max_bytes = (taken.bytes_limit - (taken.used_bytes - left)) / 2;
+    limits.max_writable_layer = taken.disk_limit;
+    bytes = co_await write_checkpoint(ws, path, true, limits);
+  } catch (const ArchiveTooLarge& e) {
+    failed = e.what();
+    too_big = true;
   } catch (const std::exception& e) {
     failed = e.what();
   }
   finish(*ws, op);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
-  // What this snapshot adds: its archive, and Podman's copy of the dump,
-  // which replaces the one of the last checkpoint.
-  const bool too_big = !failed && taken.used_bytes - left + 2 * bytes > taken.bytes_limit;
-  if (failed || too_big) {
+  if (failed) {
     std::vector<std::string> gone{path};
     co_await remove_files(std::move(gone));
     const std::string id = taken.id;
     co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM snapshots WHERE id = $1", id); });
     if (too_big)
-      throw RequestError(409, "This snapshot (" + std::to_string(bytes >> 20) +
-                                  " MiB) does not fit in the space your plan gives snapshots: delete one first.");
+      throw RequestError(409, "This snapshot does not fit in your plan: " + *failed + ". Delete a snapshot first.");
     log_->warn("snapshot of {} failed: {}", user_id, *failed);
     throw RequestError(500, "The snapshot failed (the workspace runs on): " + *failed);
   }
@@ -204,7 +211,7 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
     // the new one exists. (A restart of feuilled midway: reconcile removes
     // the `-restoring` container, which no record claims.)
     co_await host.client->remove_container(incoming, true, 0);
-    auto read = PodmanClient::file_source(*path, pool_);
+    auto read = PodmanClient::file_source(*path, archive_pool_);
     const std::string id = co_await host.client->restore_import(incoming, std::move(read), true, settings_.start_timeout);
     if (ws->gateway) ws->gateway->clear_runtime();  // new connections wait for the switch
     co_await host.client->remove_container(name, true, 0);

@@ -161,6 +161,17 @@ WorkspaceManager::WorkspaceManager(asio::any_io_executor executor, asio::thread_
                     .Register(registry);
   gateway_metrics_.accepted = &conns.Add({{"outcome", "accepted"}});
   gateway_metrics_.refused = &conns.Add({{"outcome", "no_runtime"}});
+  gateway_metrics_.over_workspace = &conns.Add({{"outcome", "workspace_limit"}});
+  gateway_metrics_.over_total = &conns.Add({{"outcome", "total_limit"}});
+  gateway_metrics_.idle_closed = &conns.Add({{"outcome", "idle_closed"}});
+  auto& limits = prometheus::BuildGauge()
+                     .Name("feuille_gateway_connections_limit")
+                     .Help("Gateway connections allowed open at once: per workspace (runtime and sandboxes "
+                           "together), and in total (from the descriptor limit)")
+                     .Register(registry);
+  limits.Add({{"scope", "workspace"}}).Set(static_cast<double>(settings_.gateway_per_workspace));
+  if (settings_.gateway.total_budget)
+    limits.Add({{"scope", "total"}}).Set(static_cast<double>(settings_.gateway.total_budget->limit()));
   gateway_metrics_.open = &prometheus::BuildGauge()
                                .Name("feuille_gateway_connections_open")
                                .Help("Gateway connections open now (relayed, or held while the runtime is away)")
@@ -577,7 +588,7 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
     // limits: a plan changed since applies at the next cold start).
     PodmanClient::BodySource read;
     try {
-      read = PodmanClient::file_source(restore_from, pool_);
+      read = PodmanClient::file_source(restore_from, archive_pool_);
     } catch (const std::runtime_error& e) {
       throw StartFailure(e.what());
     }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -81,7 +82,14 @@ struct ComputeSettings {
   Duration restart_window{600'000};   // a second death within it fails the workspace
   bool standin = false;               // the stand-in images are in use (dev mode)
   Isolation isolation;                // how containers' networks are made (egress address)
-  RuntimeGateway::Options gateway;    // hold time, connection cap
+  RuntimeGateway::Options gateway;    // hold time, idle timeout, the budget of every gateway together
+  std::size_t gateway_per_workspace = RuntimeGateway::kDefaultPerWorkspace;  // runtime and sandboxes together
+};
+
+// An archive refused by the plan: streamed past its space, or a runtime
+// whose writable layer is past the plan's limit. Nothing of it is left.
+struct ArchiveTooLarge : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // One step of an operation, as /api/workspace/events streams it and the
@@ -213,6 +221,7 @@ class WorkspaceManager : public Workspaces {
     std::uint16_t runtime_port = 0;
     std::optional<Container> editor, runtime;
     std::shared_ptr<RuntimeGateway> gateway;  // in the editor's namespace, while the editor runs
+    std::shared_ptr<ConnectionBudget> gateway_budget;  // its gateways' connections (runtime and sandboxes)
     std::shared_ptr<Operation> op;
     std::deque<StepEvent> recent;
     std::uint64_t next_seq = 1;
@@ -295,17 +304,30 @@ class WorkspaceManager : public Workspaces {
   std::uint64_t dump_left(const std::string& user_id) const;
   // <snapshot-dir>/<user id>/sleep.tar
   std::string sleep_snapshot(const std::string& user_id) const;
-  // Deletes archives (missing ones are fine) on the pool: an unlink of a
-  // large file can take a while, never on the loop.
+  // Deletes archives (missing ones are fine) on the archive pool: an
+  // unlink of a large file can take a while, never on the loop.
   boost::asio::awaitable<void> remove_files(std::vector<std::string> paths);
+  // What one archive of a user's runtime may take (docs/compute.md,
+  // "Archive space"): its plan's snapshot space less the named snapshots'
+  // (and, when Podman keeps a copy of the dump in the running container,
+  // half of that), and the plan's limit on the runtime's writable layer.
+  struct ArchiveLimits {
+    std::uint64_t max_bytes = 0;
+    std::uint64_t max_writable_layer = 0;
+  };
+  boost::asio::awaitable<ArchiveLimits> archive_limits(const std::string& user_id, bool podman_keeps_copy);
   // The runtime's checkpoint (left running, with tcpEstablished) written to
   // `path`: a temporary name, fsync, rename. Returns the archive's size.
+  // Refused before the dump (ArchiveTooLarge) when the runtime's writable
+  // layer is past the plan's limit, and stopped (ArchiveTooLarge, nothing
+  // left behind) when the archive streams past `limits.max_bytes`.
   // New gateway connections are held during the dump (one arriving then
   // would fail it); open ones stay. After it the gateway points at the
   // runtime again when `resume` (a snapshot or fork: the runtime runs on)
   // or when it failed; a sleep keeps them held (what reached the runtime
   // after its dump would be lost).
-  boost::asio::awaitable<std::uint64_t> write_checkpoint(WorkspacePtr ws, std::string path, bool resume);
+  boost::asio::awaitable<std::uint64_t> write_checkpoint(WorkspacePtr ws, std::string path, bool resume,
+                                                         ArchiveLimits limits);
   boost::asio::awaitable<void> create_editor(WorkspacePtr ws, Operation& op, const Owner& owner,
                                              const std::string& folder, const std::string& token,
                                              std::chrono::steady_clock::time_point deadline);
@@ -321,6 +343,8 @@ class WorkspaceManager : public Workspaces {
   boost::asio::awaitable<void> attach_runtime(WorkspacePtr ws, Duration timeout);
   boost::asio::awaitable<void> attach_editor(WorkspacePtr ws, Duration timeout);
   void close_gateway(Workspace& ws);
+  // The gateway options of one of ws's gateways: its workspace's budget.
+  RuntimeGateway::Options gateway_options(Workspace& ws);
   boost::asio::awaitable<void> remove_containers(WorkspacePtr ws, bool graceful);
   boost::asio::awaitable<void> run_stop(WorkspacePtr ws, std::shared_ptr<Operation> op);
   boost::asio::awaitable<void> run_restart(WorkspacePtr ws, std::shared_ptr<Operation> op, Role role,
@@ -343,6 +367,9 @@ class WorkspaceManager : public Workspaces {
 
   boost::asio::any_io_executor executor_;
   boost::asio::thread_pool& pool_;
+  // Archive files (checkpoint writes and fsyncs, restores' reads, deletes)
+  // have threads of their own: a slow disk never holds the database's.
+  boost::asio::thread_pool archive_pool_{2};
   db::Database& db_;
   const Config& config_;
   ComputeSettings settings_;

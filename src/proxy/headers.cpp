@@ -109,6 +109,29 @@ bool is_idempotent(bh::verb m) {
   }
 }
 
+bool own_cookie_name(std::string_view name) {
+  for (std::string_view prefix : {"__Host-", "__Secure-"})
+    if (starts_with_ci(name, prefix)) name.remove_prefix(prefix.size());
+  return starts_with_ci(name, "feuille_");
+}
+
+std::optional<std::string> editor_set_cookie(std::string_view value) {
+  std::string_view rest = units::trim(value);
+  auto semi = rest.find(';');
+  std::string_view pair = units::trim(rest.substr(0, semi));
+  if (own_cookie_name(units::trim(pair.substr(0, pair.find('='))))) return std::nullopt;
+  std::string out(pair);
+  while (semi != std::string_view::npos) {
+    rest.remove_prefix(semi + 1);
+    semi = rest.find(';');
+    std::string_view attr = units::trim(rest.substr(0, semi));
+    std::string_view attr_name = units::trim(attr.substr(0, attr.find('=')));
+    if (attr.empty() || (attr_name.size() == 6 && starts_with_ci(attr_name, "domain"))) continue;
+    out.append("; ").append(attr);
+  }
+  return out;
+}
+
 std::optional<std::string> strip_own_cookies(std::string_view cookie) {
   std::string out;
   while (!cookie.empty()) {
@@ -118,7 +141,7 @@ std::optional<std::string> strip_own_cookies(std::string_view cookie) {
     auto name = units::trim(pair.substr(0, eq));
     // feuilled's own cookies never reach an editor, nor nameless ones
     // (a browser sends "=v" and "v" alike as "v", which could spell one).
-    if (!pair.empty() && eq != std::string_view::npos && !name.empty() && !starts_with_ci(name, "feuille_")) {
+    if (!pair.empty() && eq != std::string_view::npos && !name.empty() && !own_cookie_name(name)) {
       if (!out.empty()) lit(out, "; ");
       out += pair;
     }
@@ -196,7 +219,10 @@ void write_client_response(const bh::response_header<>& in, Framing body, bool k
     }
     if (hop_by_hop(f.name()) || listed_in_connection(connection, name)) continue;
     if (f.name() == bh::field::content_length) continue;
-    if (f.name() == bh::field::set_cookie && starts_with_ci(units::trim(f.value()), "feuille_")) continue;
+    if (f.name() == bh::field::set_cookie) {
+      if (auto kept = editor_set_cookie(f.value())) header_line(out, name, *kept);
+      continue;
+    }
     header_line(out, name, f.value());
   }
   if (!switching) {

@@ -67,4 +67,14 @@ std::string upgrade_query(std::string_view query, std::string_view token);
 // feuille_ws, ...) and without nameless ones (nullopt when nothing is left).
 std::optional<std::string> strip_own_cookies(std::string_view cookie);
 
+// Whether a cookie name is one of feuilled's (feuille_*, with or without a
+// __Host- or __Secure- prefix).
+bool own_cookie_name(std::string_view name);
+
+// An editor's Set-Cookie as passed to the browser: nullopt (dropped) for
+// one of feuilled's names; otherwise without any Domain attribute, so the
+// cookie stays host-only on the workspace's origin and never reaches
+// another workspace.
+std::optional<std::string> editor_set_cookie(std::string_view value);
+
 }  // namespace feuille::proxy

@@ -19,6 +19,7 @@
 #include "http/static_assets.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/ws_frames.hpp"
+#include "util/descriptor_budget.hpp"
 #include "util/logging.hpp"
 #include "util/spawn.hpp"
 
@@ -97,6 +98,11 @@ std::string_view chunk_prefix(char (&buf)[24], std::size_t n, bool first) {
   *p++ = '\r';
   *p++ = '\n';
   return {buf, static_cast<std::size_t>(p - buf)};
+}
+
+std::size_t count_of(const std::unordered_map<std::string, std::size_t>& counts, const std::string& key) {
+  auto it = counts.find(key);
+  return it == counts.end() ? 0 : it->second;
 }
 
 }  // namespace
@@ -199,6 +205,13 @@ ReverseProxy::ReverseProxy(app::ModuleContext& ctx, compute::Workspaces& workspa
       scratch_(kChunk),
       metrics_(std::make_unique<Metrics>(ctx.metrics.registry())),
       sweep_timer_(ctx.executor) {
+  if (options_.max_open == 0) options_.max_open = DescriptorBudget::of_process().proxy_connections();
+  prometheus::BuildGauge()
+      .Name("feuille_proxy_connections_limit")
+      .Help("Proxied requests and WebSockets allowed in flight at once across workspaces (from the descriptor limit)")
+      .Register(ctx.metrics.registry())
+      .Add({})
+      .Set(static_cast<double>(options_.max_open));
   for (http::Router* router : {&ctx.router, &ctx.workspace_router}) {
     router->add({}, "/u/{id}", "proxy", [](http::Request&, http::RequestContext& c) -> asio::awaitable<http::Response> {
       std::string location = std::string(c.path) + "/";
@@ -298,6 +311,13 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     // get a ticket (the same path: it comes back here).
     std::string back = on_workspace_origin ? ctx_.config.public_url + ex.ctx.target : login_location(ex.ctx.target);
     http::Response res = browser ? http::redirect(302, back) : http::json_error(401, "sign in to reach this workspace");
+    // Two workspace cookies: one was tossed by another workspace's script
+    // (Domain=, a longer Path). Neither counts; both go, so that the fresh
+    // ticket's cookie is the only one when the browser comes back.
+    const std::string& ws_cookie = ctx_.authenticator->workspace_cookie();
+    if (on_workspace_origin && auth::cookie_repeated(h, ws_cookie))
+      for (auto& c : auth::clear_cookie_everywhere(ws_cookie, h[bh::field::host], ex.ctx.target, origin_->secure()))
+        res.insert(bh::field::set_cookie, c);
     co_await answer(std::move(res));
     co_return;
   }
@@ -313,6 +333,27 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     co_return;
   }
   const bool upgrade = is_upgrade(h);
+  // One caller cannot take every connection: each one (the owner, each
+  // member) has their own allowance; and one client address has its own.
+  // Checked before a ticket is minted too. And every tenant together stays
+  // within the descriptors feuilled leaves them (its own work keeps the rest).
+  who.client = ex.ctx.client;
+  if (exchanges_.size() + tunnels_.size() >= options_.max_open) {
+    http::Response res = page(503, "Service Unavailable", "This server is at its connection limit; try again shortly.");
+    res.set(bh::field::retry_after, "1");
+    co_await answer(std::move(res));
+    co_return;
+  }
+  const bool over_caller = count_of(active_, who.slot) >= static_cast<std::size_t>(ctx_.config.proxy_max_per_user);
+  if (over_caller ||
+      count_of(per_client_, who.client) >= static_cast<std::size_t>(ctx_.config.proxy_max_per_client)) {
+    http::Response res = page(429, "Too Many Requests",
+                              over_caller ? "Too many connections to this workspace at once."
+                                          : "Too many connections from your address at once.");
+    res.set(bh::field::retry_after, "1");
+    co_await answer(std::move(res));
+    co_return;
+  }
   // On public-url while workspaces have their own origin: a navigation goes
   // there through a ticket; nothing is proxied here.
   if (origin_ && !on_workspace_origin) {
@@ -339,24 +380,8 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
     }
   }
 
-  // One caller cannot take every connection: each one (the owner, each
-  // member) has their own allowance; and one client address has its own.
-  who.client = ex.ctx.client;
-  auto& active = active_[who.slot];
-  auto& from_client = per_client_[who.client];
-  const bool over_caller = active >= static_cast<std::size_t>(ctx_.config.proxy_max_per_user);
-  if (over_caller || from_client >= static_cast<std::size_t>(ctx_.config.proxy_max_per_client)) {
-    if (active == 0) active_.erase(who.slot);
-    if (from_client == 0) per_client_.erase(who.client);
-    http::Response res = page(429, "Too Many Requests",
-                              over_caller ? "Too many connections to this workspace at once."
-                                          : "Too many connections from your address at once.");
-    res.set(bh::field::retry_after, "1");
-    co_await answer(std::move(res));
-    co_return;
-  }
-  ++active;
-  ++from_client;
+  ++active_[who.slot];
+  ++per_client_[who.client];
   struct Release {
     ReverseProxy& p;
     http::Exchange& ex;
@@ -744,14 +769,7 @@ void ReverseProxy::release(const Caller& who) {
 }
 
 void ReverseProxy::revoke(const auth::Revocation& r) {
-  auto matches = [&r](const Caller& c) {
-    switch (r.kind) {
-      case auth::Revocation::credential: return c.credential == r.cookie;
-      case auth::Revocation::member: return c.caller == r.user_id && c.owner == r.owner_id;
-      case auth::Revocation::workspace: return c.owner == r.owner_id;
-    }
-    return false;
-  };
+  auto matches = [&r](const Caller& c) { return r.ends(c.owner, c.caller, c.credential); };
   std::vector<Tunnel*> tunnels;
   for (auto* t : tunnels_)
     if (matches(t->who())) tunnels.push_back(t);
@@ -778,13 +796,18 @@ asio::awaitable<http::Response> ReverseProxy::to_workspace_origin(http::Exchange
   // Only a navigation can follow the redirect with its method and body.
   if ((h.method() != bh::verb::get && h.method() != bh::verb::head) || upgrade)
     co_return page(403, "Forbidden", "This workspace is served at " + there + "/u/" + owner + "/.");
-  auto ticket = co_await ctx_.authenticator->workspace_ticket(h, owner, ex.ctx.target);
-  if (!ticket) {
-    http::Response res = page(503, "Service Unavailable", "Too many people are entering workspaces; try again.");
-    res.set(bh::field::retry_after, "1");
+  auto minted = co_await ctx_.authenticator->workspace_ticket(h, owner, ex.ctx.target);
+  using Refusal = auth::WorkspaceTickets::Refusal;
+  if (minted.refusal != Refusal::none) {
+    http::Response res =
+        minted.refusal == Refusal::no_session ? page(401, "Unauthorized", "Sign in to reach this workspace.")
+        : minted.refusal == Refusal::rate_limited
+            ? page(429, "Too Many Requests", "Too many links into workspaces from this session; try again shortly.")
+            : page(503, "Service Unavailable", "Too many people are entering this workspace; try again.");
+    if (minted.retry_after_seconds) res.set(bh::field::retry_after, std::to_string(minted.retry_after_seconds));
     co_return res;
   }
-  http::Response res = http::redirect(302, there + "/_feuille/enter?ticket=" + *ticket);
+  http::Response res = http::redirect(302, there + "/_feuille/enter?ticket=" + minted.ticket);
   res.set(bh::field::cache_control, "no-store");
   co_return res;
 }

@@ -35,6 +35,9 @@ struct ProxyOptions {
   Duration start_wait{30'000};     // how long requests wait for a starting/waking/migrating workspace
   std::size_t max_idle_upstream = 64;  // pooled connections per editor
   Duration upstream_idle{4'000};       // below Node's 5 s keep-alive timeout
+  // Requests and WebSockets in flight across every workspace (0 = from the
+  // descriptor limit: util/descriptor_budget.hpp); past it, 503.
+  std::size_t max_open = 0;
 };
 
 class ReverseProxy : public app::Module, private TunnelEvents {

@@ -3,10 +3,15 @@
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace feuille::publish {
 namespace {
@@ -35,21 +40,132 @@ using ParserPtr = std::unique_ptr<cmark_parser, ParserDeleter>;
 using NodePtr = std::unique_ptr<cmark_node, NodeDeleter>;
 using IterPtr = std::unique_ptr<cmark_iter, IterDeleter>;
 
+void attach_extensions(cmark_parser* p) {
+  for (const char* name : kExtensions)
+    if (cmark_syntax_extension* ext = cmark_find_syntax_extension(name)) cmark_parser_attach_syntax_extension(p, ext);
+}
+
 ParserPtr make_parser(bool extensions) {
   register_extensions();
   ParserPtr p(cmark_parser_new(kOptions));
-  if (extensions)
-    for (const char* name : kExtensions)
-      if (cmark_syntax_extension* ext = cmark_find_syntax_extension(name))
-        cmark_parser_attach_syntax_extension(p.get(), ext);
+  if (extensions) attach_extensions(p.get());
   return p;
 }
 
-std::string take(char* s) {
-  std::string out = s ? s : "";
-  std::free(s);
-  return out;
-}
+// The memory of one render. cmark's allocator hooks take no context, so the
+// budget in force is the calling thread's `current`. Each block carries a
+// header linking it into the budget's list: the budget frees whatever is
+// left at its end, so a render abandoned half way (an exception thrown from
+// the allocator, unwinding through cmark's C frames, which have unwind
+// tables and hold nothing to clean up) leaks nothing and cmark's own free
+// functions are never called on a half-built tree.
+class RenderBudget {
+ public:
+  explicit RenderBudget(const RenderLimits& limits)
+      : cap_(limits.memory_bytes), deadline_(std::chrono::steady_clock::now() + limits.time), outer_(current) {
+    current = this;
+  }
+  ~RenderBudget() {
+    current = outer_;
+    while (head_) {
+      Block* b = head_;
+      head_ = b->next;
+      std::free(b);
+    }
+  }
+  RenderBudget(const RenderBudget&) = delete;
+  RenderBudget& operator=(const RenderBudget&) = delete;
+
+  static cmark_mem* mem() {
+    static cmark_mem m{&RenderBudget::calloc_hook, &RenderBudget::realloc_hook, &RenderBudget::free_hook};
+    return &m;
+  }
+  std::size_t peak() const { return peak_; }
+
+ private:
+  struct Block {
+    Block* prev;
+    Block* next;
+    std::size_t size;  // what the caller asked for
+    std::size_t pad;   // keeps the payload 16-byte aligned
+  };
+  static_assert(sizeof(Block) % alignof(std::max_align_t) == 0);
+  static constexpr std::size_t kOverhead = sizeof(Block) + 16;  // and malloc's own
+
+  static void* payload(Block* b) { return b + 1; }
+  static Block* block_of(void* p) { return static_cast<Block*>(p) - 1; }
+
+  void charge(std::size_t more) {
+    if (more > cap_ || used_ > cap_ - more)
+      throw RenderTooCostly(RenderTooCostly::Limit::memory, "the page needs more memory to render than allowed");
+    used_ += more;
+    if (used_ > peak_) peak_ = used_;
+    // The clock is read every 64 allocations (cheap; cmark allocates as
+    // it goes, so a render that runs long keeps coming back here).
+    if ((++allocations_ & 63) == 0 && std::chrono::steady_clock::now() > deadline_)
+      throw RenderTooCostly(RenderTooCostly::Limit::time, "the page takes too long to render");
+  }
+  void link(Block* b) {
+    b->prev = nullptr;
+    b->next = head_;
+    if (head_) head_->prev = b;
+    head_ = b;
+  }
+  void unlink(Block* b) {
+    if (b->prev) b->prev->next = b->next;
+    else head_ = b->next;
+    if (b->next) b->next->prev = b->prev;
+  }
+
+  static void* calloc_hook(std::size_t n, std::size_t size) {
+    if (size != 0 && n > SIZE_MAX / size - kOverhead) throw std::bad_alloc();
+    const std::size_t bytes = n * size;
+    current->charge(bytes + kOverhead);
+    auto* b = static_cast<Block*>(std::calloc(1, sizeof(Block) + bytes));
+    if (!b) throw std::bad_alloc();
+    b->size = bytes;
+    current->link(b);
+    return payload(b);
+  }
+  static void* realloc_hook(void* p, std::size_t size) {
+    if (!p) return calloc_hook(1, size);
+    if (size > SIZE_MAX - kOverhead) throw std::bad_alloc();
+    RenderBudget& self = *current;
+    Block* b = block_of(p);
+    const std::size_t old = b->size;
+    if (size > old) self.charge(size - old);
+    self.unlink(b);
+    auto* moved = static_cast<Block*>(std::realloc(b, sizeof(Block) + size));
+    if (!moved) {
+      self.link(b);
+      throw std::bad_alloc();
+    }
+    moved->size = size;
+    self.link(moved);
+    if (size < old) self.used_ -= old - size;
+    return payload(moved);
+  }
+  static void free_hook(void* p) {
+    if (!p) return;
+    RenderBudget& self = *current;
+    Block* b = block_of(p);
+    self.unlink(b);
+    self.used_ -= b->size + kOverhead;
+    std::free(b);
+  }
+
+  static thread_local RenderBudget* current;
+
+  const std::size_t cap_;
+  const std::chrono::steady_clock::time_point deadline_;
+  RenderBudget* const outer_;
+  Block* head_ = nullptr;
+  std::size_t used_ = 0;
+  std::size_t peak_ = 0;
+  std::uint64_t allocations_ = 0;
+};
+
+thread_local RenderBudget* RenderBudget::current = nullptr;
 
 // Text of a node's inline content (code spans included, raw HTML left out).
 std::string plain_text(cmark_node* node) {
@@ -149,42 +265,52 @@ std::string heading_text(std::string_view inline_markdown) {
   return b == std::string::npos ? "" : text.substr(b, e - b + 1);
 }
 
-std::string render_markdown(std::string_view markdown, const LinkRewriter& rewrite) {
+std::string render_markdown(std::string_view markdown, const LinkRewriter& rewrite, const RenderLimits& limits) {
   markdown = strip_front_matter(markdown);
-  ParserPtr p = make_parser(true);
-  cmark_parser_feed(p.get(), markdown.data(), markdown.size());
-  NodePtr doc(cmark_parser_finish(p.get()));
-  cmark_llist* extensions = cmark_parser_get_syntax_extensions(p.get());
+  register_extensions();
+  const std::size_t output_limit = std::min(
+      limits.output_bytes, std::max(RenderLimits::kMinOutputBytes, markdown.size() * limits.output_ratio));
+  // Everything cmark allocates below comes from the budget and is freed by
+  // it: no cmark_*_free here (see RenderBudget).
+  RenderBudget budget(limits);
+  cmark_mem* mem = RenderBudget::mem();
+  cmark_parser* p = cmark_parser_new_with_mem(kOptions, mem);
+  attach_extensions(p);
+  cmark_parser_feed(p, markdown.data(), markdown.size());
+  cmark_node* doc = cmark_parser_finish(p);
+  cmark_llist* extensions = cmark_parser_get_syntax_extensions(p);
 
   std::vector<cmark_node*> headings;
-  {
-    IterPtr it(cmark_iter_new(doc.get()));
-    cmark_event_type ev;
-    while ((ev = cmark_iter_next(it.get())) != CMARK_EVENT_DONE) {
-      if (ev != CMARK_EVENT_ENTER) continue;
-      cmark_node* n = cmark_iter_get_node(it.get());
-      auto type = cmark_node_get_type(n);
-      if (type == CMARK_NODE_HEADING) {
-        headings.push_back(n);
-      } else if (type == CMARK_NODE_LINK || type == CMARK_NODE_IMAGE) {
-        const char* url = cmark_node_get_url(n);
-        std::string_view u = url ? url : "";
-        bool image = type == CMARK_NODE_IMAGE;
-        if (!safe_url(u, image)) cmark_node_set_url(n, "");
-        else if (rewrite && !u.empty()) cmark_node_set_url(n, rewrite(u, image).c_str());
-      }
+  cmark_iter* it = cmark_iter_new(doc);
+  for (cmark_event_type ev; (ev = cmark_iter_next(it)) != CMARK_EVENT_DONE;) {
+    if (ev != CMARK_EVENT_ENTER) continue;
+    cmark_node* n = cmark_iter_get_node(it);
+    auto type = cmark_node_get_type(n);
+    if (type == CMARK_NODE_HEADING) {
+      headings.push_back(n);
+    } else if (type == CMARK_NODE_LINK || type == CMARK_NODE_IMAGE) {
+      const char* url = cmark_node_get_url(n);
+      std::string_view u = url ? url : "";
+      bool image = type == CMARK_NODE_IMAGE;
+      if (!safe_url(u, image)) cmark_node_set_url(n, "");
+      else if (rewrite && !u.empty()) cmark_node_set_url(n, rewrite(u, image).c_str());
     }
   }
 
   // Each heading becomes its own HTML with an id and a self link, written as
   // a custom block (slugs hold no character that needs escaping).
   std::unordered_set<std::string> used{"content", "pages", "top"};  // ids of the page frame
+  std::unordered_map<std::string, int> last_suffix;  // so that n headings "Intro" cost O(n), not O(n^2)
   for (cmark_node* h : headings) {
     std::string base = slugify(plain_text(h));
     std::string slug = base;
-    for (int n = 1; used.count(slug); ++n) slug = base + "-" + std::to_string(n);
+    if (used.count(slug)) {
+      int& n = last_suffix[base];
+      do slug = base + "-" + std::to_string(++n);
+      while (used.count(slug));
+    }
     used.insert(slug);
-    std::string html = take(cmark_render_html(h, kOptions, extensions));
+    std::string html = cmark_render_html_with_mem(h, kOptions, extensions, mem);
     std::string level = std::to_string(cmark_node_get_heading_level(h));
     std::string open = "<h" + level + ">", close = "</h" + level + ">";
     auto close_at = html.rfind(close);
@@ -193,13 +319,16 @@ std::string render_markdown(std::string_view markdown, const LinkRewriter& rewri
     out.append(html, open.size(), close_at - open.size());
     out += "<a class=\"anchor\" href=\"#" + slug + "\" aria-hidden=\"true\" tabindex=\"-1\">#</a>";
     out += close;
-    cmark_node* block = cmark_node_new(CMARK_NODE_CUSTOM_BLOCK);
+    cmark_node* block = cmark_node_new_with_mem(CMARK_NODE_CUSTOM_BLOCK, mem);
     cmark_node_set_on_enter(block, out.c_str());
     cmark_node_set_on_exit(block, "");
-    if (cmark_node_replace(h, block)) cmark_node_free(h);
-    else cmark_node_free(block);
+    cmark_node_replace(h, block);
   }
-  return take(cmark_render_html(doc.get(), kOptions, extensions));
+  const char* html = cmark_render_html_with_mem(doc, kOptions, extensions, mem);
+  std::string_view out = html ? html : "";
+  if (out.size() > output_limit)
+    throw RenderTooCostly(RenderTooCostly::Limit::output, "the page renders to more HTML than allowed");
+  return std::string(out);
 }
 
 }  // namespace feuille::publish

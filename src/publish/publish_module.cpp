@@ -22,6 +22,7 @@
 #include <prometheus/gauge.h>
 
 #include "db/users.hpp"
+#include "feuille/errors.hpp"
 #include "http/io.hpp"
 #include "http/responses.hpp"
 #include "publish/conditional.hpp"
@@ -59,6 +60,8 @@ constexpr auto kRecheckEvery = std::chrono::seconds(1);
 constexpr std::size_t kHandleCacheEntries = 10'000;
 constexpr auto kHandleTtl = std::chrono::seconds(10);
 constexpr std::size_t kMaxPageBytes = 8 * 1024 * 1024;
+constexpr std::size_t kRenderThreads = 2;
+constexpr std::size_t kMaxPendingRenders = 64;
 constexpr std::size_t kAssetChunk = 256 * 1024;
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 
@@ -108,6 +111,7 @@ struct Rendered {
   std::string etag;
   bool missing = false;          // the file could not be read (gone, or a link out of the project)
   bool heading_changed = false;  // its "# heading" is not the one the nav knows
+  std::optional<RenderTooCostly::Limit> abandoned;  // the limit a render passed (a notice in its place)
 };
 
 struct HandleEntry {
@@ -195,9 +199,11 @@ std::string read_chunk(int fd, std::uint64_t offset, std::size_t len) {
   return buf;
 }
 
-// Renders one page (or the empty-project page when current < 0) on the pool.
+// Renders one page (or the empty-project page when current < 0) on the
+// render pool. A page past the render limits gets a notice in its place; it
+// is cached like any page, so it is not rendered again until the file changes.
 Rendered render_page(int dir, const std::shared_ptr<const Project>& project, int current, const std::string& handle,
-                     bool check_heading) {
+                     bool check_heading, const RenderLimits& limits) {
   Rendered r;
   std::string article;
   if (current >= 0) {
@@ -212,8 +218,17 @@ Rendered render_page(int dir, const std::shared_ptr<const Project>& project, int
       r.heading_changed = true;
       return r;
     }
-    if (truncated) article = "<p>This page is too large to be published (over 8 MiB).</p>";
-    else article = render_markdown(*text, link_rewriter(*project, project_url(handle, project->folder), page));
+    if (truncated) {
+      article = "<p>This page is too large to be published (over 8 MiB).</p>";
+    } else {
+      try {
+        article = render_markdown(*text, link_rewriter(*project, project_url(handle, project->folder), page), limits);
+      } catch (const RenderTooCostly& e) {
+        r.abandoned = e.limit;
+        article = "<p class=\"render-error\">This page could not be published: " + http::html_escape(e.what()) +
+                  ". Split it into smaller pages, or simplify its tables.</p>";
+      }
+    }
   }
   auto html = std::make_shared<const std::string>(project_page(handle, *project, current, article));
   r.etag = content_etag(*html);
@@ -243,6 +258,11 @@ class PublishModule final : public app::Module {
                         .Help("Project folders scanned (first visit or after a change)")
                         .Register(registry)
                         .Add({});
+    renders_abandoned_ = &prometheus::BuildCounter()
+                              .Name("feuille_publish_renders_abandoned_total")
+                              .Help("Page renders stopped at a render limit (memory, time or output)")
+                              .Register(registry)
+                              .Add({});
     cache_bytes_ = &prometheus::BuildGauge()
                         .Name("feuille_publish_page_cache_bytes")
                         .Help("Rendered pages held in memory")
@@ -459,10 +479,37 @@ class PublishModule final : public app::Module {
           bool check_heading = attempt == 0;
           std::string job_key = key + "\n" + std::to_string(loaded.generation) + "\n" + std::to_string(stamp.ino) +
                                 ":" + std::to_string(stamp.size) + ":" + std::to_string(stamp.mtime_ns);
-          auto job = [this, shared_dir, project = loaded.project, current, handle = owner->handle, check_heading]() {
-            return offload(pool_, [shared_dir, project, current, handle, check_heading] {
-              return render_page(shared_dir->get(), project, current, handle, check_heading);
-            });
+          auto job = [this, shared_dir, project = loaded.project, current, handle = owner->handle,
+                      check_heading]() -> asio::awaitable<Rendered> {
+            if (renders_pending_ >= kMaxPendingRenders) {
+              RequestError busy(503, "Too many pages are being rendered right now; try again shortly.",
+                                "render queue full");
+              busy.retry_after_seconds = 2;
+              throw busy;
+            }
+            RenderLimits limits;
+            limits.memory_bytes = config_.publish_render_memory;
+            limits.time = std::chrono::duration_cast<std::chrono::milliseconds>(config_.publish_render_timeout);
+            ++renders_pending_;
+            auto render = [shared_dir, project, current, handle, check_heading, limits] {
+              return render_page(shared_dir->get(), project, current, handle, check_heading, limits);
+            };
+            std::optional<Rendered> r;
+            try {
+              r.emplace(co_await offload(render_pool_, std::move(render)));
+            } catch (...) {
+              --renders_pending_;
+              throw;
+            }
+            --renders_pending_;
+            if (r->abandoned) {
+              renders_abandoned_->Increment();
+              log_->warn("page of @{} abandoned: {} (a notice is shown until the file changes)", handle,
+                         *r->abandoned == RenderTooCostly::Limit::memory ? "memory limit"
+                         : *r->abandoned == RenderTooCostly::Limit::time ? "time limit"
+                                                                          : "output limit");
+            }
+            co_return std::move(*r);
           };
           Rendered r = co_await renders_.run(std::move(job_key), std::move(job));
           if (r.missing) co_return PageAnswer{not_found(req), nullptr};
@@ -602,6 +649,10 @@ class PublishModule final : public app::Module {
   }
 
   asio::thread_pool& pool_;
+  // Renders have threads of their own: a slow page never holds a thread
+  // the database's queries need (each render is bounded: RenderLimits).
+  asio::thread_pool render_pool_{kRenderThreads};
+  std::size_t renders_pending_ = 0;  // queued or running; past kMaxPendingRenders: 503
   const Config& config_;
   db::Database& db_;
   std::shared_ptr<spdlog::logger> log_;
@@ -617,6 +668,7 @@ class PublishModule final : public app::Module {
   prometheus::Counter* cache_misses_ = nullptr;
   prometheus::Counter* scans_total_ = nullptr;
   prometheus::Gauge* cache_bytes_ = nullptr;
+  prometheus::Counter* renders_abandoned_ = nullptr;
 };
 
 }  // namespace

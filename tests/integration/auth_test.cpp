@@ -591,10 +591,20 @@ TEST(AuthSessions, LogoutAndExpiryApplyAtOnceAndExpirySlides) {
 }
 
 TEST(AuthSessions, CookieIsSecureBehindHttps) {
-  Daemon d({"--dev-login", "--public-url", "https://feuille.example.org"});
-  auto r = dev_post(d, "handle=alice", {{"Origin", "https://feuille.example.org"}});
+  Daemon d({"--dev-login", "--public-url", "https://feuille.localhost"});
+  auto r = dev_post(d, "handle=alice", {{"Origin", "https://feuille.localhost"}});
   ASSERT_EQ(r.status, 302) << r.body;
-  EXPECT_THAT(cookie_line(r, "feuille_session"), AllOf(HasSubstr("Secure"), HasSubstr("HttpOnly")));
+  // __Host-: browsers keep it host-only, Path=/ and Secure, so no other
+  // origin (a workspace's script) can set it.
+  EXPECT_THAT(cookie_line(r, "__Host-feuille_session"),
+              AllOf(HasSubstr("Secure"), HasSubstr("HttpOnly"), HasSubstr("Path=/;"), Not(HasSubstr("Domain"))));
+  EXPECT_EQ(cookie_line(r, "feuille_session"), "");
+  // The prefixed name is the only one believed there.
+  std::string token = cookie_line(r, "__Host-feuille_session");
+  token = token.substr(token.find('=') + 1);
+  token = token.substr(0, token.find(';'));
+  EXPECT_EQ(d.get("/auth/validate", {{"Cookie", "__Host-feuille_session=" + token}}).status, 200);
+  EXPECT_EQ(d.get("/auth/validate", {{"Cookie", "feuille_session=" + token}}).status, 401);
   // The origin that counts is the public one, not the listen address.
   EXPECT_EQ(dev_post(d, "handle=alice", {{"Origin", origin(d)}}).status, 403);
 }

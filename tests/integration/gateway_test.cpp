@@ -161,6 +161,9 @@ class Harness {
     auto& conns = prometheus::BuildCounter().Name("c").Register(registry);
     metrics.accepted = &conns.Add({{"o", "a"}});
     metrics.refused = &conns.Add({{"o", "r"}});
+    metrics.over_workspace = &conns.Add({{"o", "w"}});
+    metrics.over_total = &conns.Add({{"o", "t"}});
+    metrics.idle_closed = &conns.Add({{"o", "i"}});
     metrics.open = &prometheus::BuildGauge().Name("o").Register(registry).Add({});
     loop = std::thread([this] { ioc.run(); });
   }
@@ -168,6 +171,8 @@ class Harness {
     on_loop([&] {
       if (gateway) gateway->close();
       gateway.reset();
+      for (auto& g : others) g->close();
+      others.clear();
     });
     work.reset();
     loop.join();
@@ -187,6 +192,16 @@ class Harness {
                                                        "test", options),
                              asio::use_future)
                   .get();
+  }
+  // Another gateway on the same loop (a sandbox's, or another workspace's).
+  std::shared_ptr<RuntimeGateway> open_other(const TestNetns& editor, std::uint16_t port,
+                                             RuntimeGateway::Options o) {
+    auto ns = Netns::open(thread, editor.path());
+    others.push_back(asio::co_spawn(ioc, RuntimeGateway::open(ioc.get_executor(), ns, port, metrics, logger("compute"),
+                                                              "other", std::move(o)),
+                                    asio::use_future)
+                         .get());
+    return others.back();
   }
   void point_at(const TestNetns& runtime) {
     auto ns = Netns::open(thread, runtime.path());
@@ -211,6 +226,7 @@ class Harness {
   RuntimeGateway::Options options;
   NetnsPtr editor_ns;
   std::shared_ptr<RuntimeGateway> gateway;
+  std::vector<std::shared_ptr<RuntimeGateway>> others;
   std::thread loop;
 };
 
@@ -394,4 +410,78 @@ TEST(RuntimeGateway, DrainWaitsForOpenConnectionsThenCutsThoseLeft) {
   ::close(held);
   // Nothing open: a drain is immediate.
   EXPECT_EQ(drain(Duration{5'000}).get(), 0u);
+}
+
+// Connections through gateways have budgets: one per workspace, shared by
+// its runtime's and its sandboxes' gateways, and one for every gateway of
+// feuilled. Past either, a connection gets an HTTP 503 saying which, and is
+// closed; a freed place is taken again.
+TEST(RuntimeGateway, WorkspaceAndTotalBudgetsRefuseWithAnAnswer) {
+  TestNetns editor, other_editor;
+  Harness h;
+  auto total = std::make_shared<ConnectionBudget>(5);
+  h.options.workspace_budget = std::make_shared<ConnectionBudget>(3);
+  h.options.total_budget = total;
+  h.open(editor, kPort);                                    // the runtime's gateway: no runtime, so held
+  auto sandbox = h.open_other(editor, kPort + 1, h.options);  // a sandbox's: the same workspace budget
+  auto someone = h.options;
+  someone.workspace_budget = std::make_shared<ConnectionBudget>(3);
+  h.open_other(other_editor, kPort, someone);  // another workspace: the same total
+
+  std::vector<int> held{connect_in(editor.path(), kPort), connect_in(editor.path(), kPort),
+                        connect_in(editor.path(), kPort + 1)};
+  EXPECT_EQ(h.settled([&] { return 3 - h.options.workspace_budget->used(); }), 0u);
+  int over = connect_in(editor.path(), kPort + 1);
+  auto answer = read_to_eof(over, 5s);
+  ::close(over);
+  ASSERT_TRUE(answer);
+  EXPECT_THAT(*answer, ::testing::StartsWith("HTTP/1.1 503 Service Unavailable\r\n"));
+  EXPECT_THAT(*answer, ::testing::HasSubstr("Too many connections to this workspace's runtime at once (limit 3)"));
+  EXPECT_EQ(h.value(h.metrics.over_workspace), 1);
+
+  held.push_back(connect_in(other_editor.path(), kPort));
+  held.push_back(connect_in(other_editor.path(), kPort));
+  EXPECT_EQ(h.settled([&] { return 5 - total->used(); }), 0u);
+  over = connect_in(other_editor.path(), kPort);
+  answer = read_to_eof(over, 5s);
+  ::close(over);
+  ASSERT_TRUE(answer);
+  EXPECT_THAT(*answer, ::testing::HasSubstr("at its limit of runtime connections"));
+  EXPECT_EQ(h.value(h.metrics.over_total), 1);
+
+  // One of the workspace's own goes: its place is free again, on either gateway.
+  ::close(held[0]);
+  EXPECT_EQ(h.settled([&] { return total->used() - 4; }), 0u);
+  int again = connect_in(editor.path(), kPort + 1);
+  EXPECT_EQ(h.settled([&] { return 5 - total->used(); }), 0u);
+  EXPECT_EQ(h.value(h.metrics.over_workspace), 1);
+  ::close(again);
+  for (std::size_t i = 1; i < held.size(); ++i) ::close(held[i]);
+  EXPECT_EQ(h.settled([&] { return total->used(); }), 0u);
+}
+
+// gateway-idle-timeout: a relayed connection with no byte either way is
+// closed; one that keeps moving stays.
+TEST(RuntimeGateway, QuietConnectionsAreClosedMovingOnesStay) {
+  TestNetns editor, runtime;
+  Runtime rt(runtime.path(), true);  // echoes, one connection at a time
+  Harness h;
+  h.options.idle_timeout = Duration{500};
+  h.open(editor, kPort);
+  h.point_at(runtime);
+  int busy = connect_in(editor.path(), kPort);
+  ASSERT_EQ(::send(busy, "x", 1, 0), 1);
+  char byte = 0;
+  ASSERT_EQ(::recv(busy, &byte, 1, 0), 1);  // the runtime serves this one
+  int quiet = connect_in(editor.path(), kPort);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < 2s) {
+    ASSERT_EQ(::send(busy, "y", 1, MSG_NOSIGNAL), 1);
+    ASSERT_EQ(::recv(busy, &byte, 1, 0), 1) << "the moving connection was closed";
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(read_to_eof(quiet, 1s), std::optional<std::string>(""));  // closed, nothing sent
+  EXPECT_EQ(h.value(h.metrics.idle_closed), 1);
+  ::close(quiet);
+  ::close(busy);
 }

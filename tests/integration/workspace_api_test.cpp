@@ -738,3 +738,55 @@ TEST(WorkspaceApi, ASnapshotOnAFullDiskFailsCleanly) {
                              a.in(token, id));
   EXPECT_EQ(state.status, 200) << state.body;
 }
+
+// Every archive counts against the plan's space and is stopped while it
+// streams: a runtime holding 64 MiB does not fit in 20M. Nothing is left
+// (no file, no row) and the workspace runs on with its state.
+TEST(WorkspaceApi, AnArchivePastThePlansSpaceIsStoppedWhileItStreams) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--plan",
+                     "name=free,snapshot-bytes=20M"});
+  auto& d = *a.daemon;
+  auto token = a.login("zoe");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'zoe'");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto in = a.in(token, id);
+  const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>());
+  ASSERT_EQ(d.get(runtime + "/_standin/alloc?mb=64", in).status, 200);
+  ASSERT_EQ(d.get(runtime + "/_standin/state?set=kept", in).status, 200);
+
+  auto snap = d.request("POST", "/api/snapshots", a.as(token, true));
+  EXPECT_EQ(snap.status, 409) << snap.body;
+  EXPECT_THAT(snap.body, HasSubstr("passed the"));
+  auto fork = d.request("POST", "/api/workspace/sandbox", a.as(token, true));
+  EXPECT_EQ(fork.status, 409) << fork.body;
+  EXPECT_EQ(d.db().scalar("SELECT count(*) FROM snapshots"), "0");
+  std::size_t files = 0;
+  if (std::filesystem::exists(snapshots.path() + "/" + id))
+    for ([[maybe_unused]] const auto& f : std::filesystem::directory_iterator(snapshots.path() + "/" + id)) ++files;
+  EXPECT_EQ(files, 0u);
+  EXPECT_EQ(a.workspace(token)["state"], "running");
+  EXPECT_EQ(json::parse(d.get(runtime + "/_standin/state", in).body)["value"], "kept");
+}
+
+// The runtime's files outside /home/user are its writable layer, which a
+// checkpoint carries: past the plan's disk limit nothing is dumped.
+TEST(WorkspaceApi, ARuntimePastItsDiskLimitIsNotCheckpointed) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--plan", "name=free,disk=8M"});
+  auto& d = *a.daemon;
+  auto token = a.login("ugo");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'ugo'");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  auto in = a.in(token, id);
+  const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>());
+  ASSERT_EQ(d.get(runtime + "/_standin/write?path=/tmp/big&mb=16", in).status, 200);
+  auto snap = d.request("POST", "/api/snapshots", a.as(token, true));
+  EXPECT_EQ(snap.status, 409) << snap.body;
+  EXPECT_THAT(snap.body, HasSubstr("outside /home/user"));
+  EXPECT_EQ(d.db().scalar("SELECT count(*) FROM snapshots"), "0");
+  EXPECT_EQ(a.workspace(token)["state"], "running");
+  // Back under the limit, it works.
+  ASSERT_EQ(d.get(runtime + "/_standin/write?path=/tmp/big&mb=0", in).status, 200);
+  EXPECT_EQ(d.request("POST", "/api/snapshots", a.as(token, true)).status, 201);
+}

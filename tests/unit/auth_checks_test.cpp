@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <set>
 
 #include "auth/authenticator.hpp"
@@ -51,6 +53,36 @@ TEST(AuthCookies, FindsTheNamedCookieAcrossHeaders) {
   bh::fields quoted;
   quoted.insert(bh::field::cookie, "feuille_session=\"q\"");
   EXPECT_EQ(find_cookie(quoted, "feuille_session"), "q");
+}
+
+TEST(AuthCookies, ARepeatedNameIsNotBelieved) {
+  // A workspace's script set feuille_ws with Domain= and Path=/u/: browsers
+  // send it first, before the origin's own.
+  bh::fields h;
+  h.insert(bh::field::cookie, "feuille_ws=tossed; a=1");
+  h.insert(bh::field::cookie, "feuille_ws=mine");
+  EXPECT_EQ(find_cookie(h, "feuille_ws"), "");
+  EXPECT_TRUE(cookie_repeated(h, "feuille_ws"));
+  EXPECT_FALSE(cookie_repeated(h, "a"));
+  EXPECT_EQ(find_cookie(h, "a"), "1");
+}
+
+TEST(AuthCookies, HttpsNamesCarryTheHostPrefix) {
+  EXPECT_EQ(cookie_name("feuille_ws", true), "__Host-feuille_ws");
+  EXPECT_EQ(cookie_name("feuille_ws", false), "feuille_ws");
+}
+
+TEST(AuthCookies, ATossedCookieIsClearedWhereverItCouldBe) {
+  auto all = clear_cookie_everywhere("feuille_ws", "a1.ws.example.org:8080", "/u/a1/x?q=1", false);
+  auto has = [&](const std::string& c) { return std::find(all.begin(), all.end(), c) != all.end(); };
+  EXPECT_TRUE(has("feuille_ws=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"));
+  EXPECT_TRUE(has("feuille_ws=; Path=/u/; Max-Age=0; HttpOnly; SameSite=Lax; Domain=ws.example.org"));
+  EXPECT_TRUE(has("feuille_ws=; Path=/u; Max-Age=0; HttpOnly; SameSite=Lax; Domain=example.org"));
+  EXPECT_TRUE(has("feuille_ws=; Path=/u/a1/x; Max-Age=0; HttpOnly; SameSite=Lax; Domain=a1.ws.example.org"));
+  EXPECT_FALSE(has("feuille_ws=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Domain=org"));
+  std::string deep = "/u/a1";
+  for (int i = 0; i < 200; ++i) deep += "/d";
+  EXPECT_LE(clear_cookie_everywhere("feuille_ws", "a1.ws.example.org", deep, false).size(), 64u);
 }
 
 TEST(AuthCookies, SetCookieAttributes) {

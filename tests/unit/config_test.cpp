@@ -77,6 +77,10 @@ TEST(Config, DefaultsMatchTheSpec) {
   EXPECT_EQ(c.start_concurrency, 8);
   EXPECT_EQ(c.proxy_max_per_user, 200);
   EXPECT_EQ(c.publish_cache_bytes, 64ull << 20);
+  EXPECT_EQ(c.publish_render_memory, 128ull << 20);
+  EXPECT_EQ(c.publish_render_timeout.count(), 2000);
+  EXPECT_EQ(c.gateway_max_per_workspace, 256);
+  EXPECT_EQ(c.gateway_idle_timeout.count(), 1'800'000);
   EXPECT_EQ(c.github_authorize_url, "https://github.com/login/oauth/authorize");
   EXPECT_EQ(c.github_token_url, "https://github.com/login/oauth/access_token");
   EXPECT_EQ(c.github_api_url, "https://api.github.com");
@@ -156,6 +160,10 @@ start-timeout = "90s"
 start-concurrency = 3
 proxy-max-per-user = 50
 publish-cache-size = "16M"
+publish-render-memory = "32M"
+publish-render-timeout = "500ms"
+gateway-max-per-workspace = 40
+gateway-idle-timeout = "5m"
 github-client-id = "gh-id"
 github-client-secret = "gh-secret"
 github-authorize-url = "http://127.0.0.1:9000/login/oauth/authorize"
@@ -178,7 +186,7 @@ idle-cpu-percent = "2.5"
 drain-timeout = "3s"
 preprovision-percent = "60%"
 migrate-percent = 80
-plan = ["name=free,memory=128M,cpus=0.25", "name=huge,memory=8G,cpus=4,idle-timeout=2h,snapshots=7,snapshot-bytes=3G"]
+plan = ["name=free,memory=128M,cpus=0.25", "name=huge,memory=8G,cpus=4,idle-timeout=2h,snapshots=7,snapshot-bytes=3G,disk=2G"]
 state-dir = "/tmp/feuille-state"
 )");
   auto inv = parse({"--config", file});
@@ -217,6 +225,10 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.start_concurrency, 3);
   EXPECT_EQ(c.proxy_max_per_user, 50);
   EXPECT_EQ(c.publish_cache_bytes, 16ull << 20);
+  EXPECT_EQ(c.publish_render_memory, 32ull << 20);
+  EXPECT_EQ(c.publish_render_timeout.count(), 500);
+  EXPECT_EQ(c.gateway_max_per_workspace, 40);
+  EXPECT_EQ(c.gateway_idle_timeout.count(), 300'000);
   EXPECT_EQ(c.github_client_secret, "gh-secret");
   EXPECT_EQ(c.github_api_url, "http://127.0.0.1:9000");
   EXPECT_EQ(c.google_userinfo_url, "http://127.0.0.1:9001/userinfo");
@@ -238,6 +250,8 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.find_plan("huge")->cpus, 4);
   EXPECT_EQ(c.find_plan("huge")->snapshots, 7);
   EXPECT_EQ(c.find_plan("huge")->snapshot_bytes, 3ull << 30);
+  EXPECT_EQ(c.find_plan("huge")->disk_bytes, 2ull << 30);
+  EXPECT_EQ(c.find_plan("free")->disk_bytes, 1ull << 30);  // the built-in's
   EXPECT_EQ(c.find_plan("free")->snapshots, 3);  // the built-in's
   EXPECT_EQ(c.state_dir, "/tmp/feuille-state");
   EXPECT_EQ(c.workspace_origin, "https://{id}.ws.example.net");
@@ -381,6 +395,13 @@ TEST(Config, CrossKeyRules) {
   EXPECT_THAT(error_of({"--database-url", kDb, "--dev-login", "--listen", "0.0.0.0:8080"}), StartsWith("dev-login: "));
   EXPECT_THAT(error_of({"--dev", "--listen", "127.0.0.1:0", "--listen", "[::]:0"}), StartsWith("dev-login: "));
   EXPECT_NO_THROW(parse({"--dev", "--dev-login=false", "--listen", "0.0.0.0:0"}));
+  // Behind Caddy on the same machine: loopback listen, public origin.
+  EXPECT_THAT(error_of({"--database-url", kDb, "--dev-login", "--public-url", "https://feuille.example.org"}),
+              StartsWith("dev-login: refused because public-url"));
+  for (const char* ok : {"http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080", "https://feuille.localhost"})
+    EXPECT_NO_THROW(parse({"--database-url", kDb, "--dev-login", "--public-url", ok})) << ok;
+  EXPECT_THAT(error_of({"--database-url", kDb, "--dev-login", "--public-url", "http://localhost.example.org"}),
+              StartsWith("dev-login: "));
   EXPECT_THAT(error_of({}), StartsWith("database-url: "));
   EXPECT_THAT(error_of({"migrate"}), StartsWith("database-url: "));
   EXPECT_THAT(error_of({"--database-url", kDb, "--github-client-id", "x"}), StartsWith("github-client-secret: "));
@@ -424,6 +445,7 @@ TEST(Config, ReloadAppliesEveryReloadableKey) {
       {"signup", {"closed"}},           {"admins", {"alice"}},          {"monitor-interval", {"9s"}},
       {"idle-timeout", {"3m"}},         {"idle-cpu-percent", {"4"}},    {"preprovision-percent", {"40"}},
       {"migrate-percent", {"60"}},      {"plan", {"name=free,memory=128M"}}, {"drain-timeout", {"2s"}},
+      {"publish-render-memory", {"64M"}}, {"publish-render-timeout", {"1s"}},
   };
   const std::vector<std::string> base{"--database-url", kDb};
   const Invocation before = parse(base);

@@ -98,6 +98,17 @@ TEST(ProxyHeaders, OurCookiesAndNamelessOnesAreDropped) {
   EXPECT_EQ(*strip_own_cookies(" a=1 ;b=2"), "a=1; b=2");
   EXPECT_EQ(*strip_own_cookies("Feuille_ws=w; feuille_sessionX=1; c=3"), "c=3");
   EXPECT_EQ(*strip_own_cookies("=feuille_session=x; justavalue; d=4"), "d=4");
+  EXPECT_EQ(*strip_own_cookies("__Host-feuille_ws=w; __Secure-feuille_x=1; e=5"), "e=5");
+}
+
+TEST(ProxyHeaders, AnEditorsCookiesStayOnItsOrigin) {
+  EXPECT_FALSE(editor_set_cookie("feuille_ws=x; Path=/"));
+  EXPECT_FALSE(editor_set_cookie(" __Host-feuille_ws=x; Path=/; Secure"));
+  EXPECT_FALSE(editor_set_cookie("__secure-FEUILLE_session=x"));
+  EXPECT_EQ(*editor_set_cookie("theme=dark; Domain=ws.example.org; Path=/u/a/; HttpOnly"),
+            "theme=dark; Path=/u/a/; HttpOnly");
+  EXPECT_EQ(*editor_set_cookie("t=1;domain=.example.org;  SameSite=Lax"), "t=1; SameSite=Lax");
+  EXPECT_EQ(*editor_set_cookie("t=1; Domainx=y"), "t=1; Domainx=y");
 }
 
 TEST(ProxyHeaders, ForwardedAndMethodOverridesAreDropped) {
@@ -122,11 +133,13 @@ TEST(ProxyHeaders, ClientResponseDropsHopByHopAndOurCookies) {
   r.insert("Transfer-Encoding", "chunked");
   r.insert("Set-Cookie", "feuille_session=evil; Path=/");
   r.insert("Set-Cookie", "theme=dark; Path=/u/abc/");
+  r.insert("Set-Cookie", "everywhere=1; Domain=ws.example.org; Path=/");
   std::string out;
   write_client_response(r, {Framing::chunked, 0}, true, out);
   EXPECT_THAT(out, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(out, HasSubstr("Content-Type: text/plain\r\n"));
   EXPECT_THAT(out, HasSubstr("Set-Cookie: theme=dark; Path=/u/abc/\r\n"));
+  EXPECT_THAT(out, HasSubstr("Set-Cookie: everywhere=1; Path=/\r\n"));
   EXPECT_THAT(out, Not(HasSubstr("evil")));
   EXPECT_THAT(out, Not(HasSubstr("X-Private")));
   EXPECT_THAT(out, HasSubstr("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"));

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <optional>
 #include <regex>
 
 #include "publish/markdown.hpp"
@@ -11,6 +13,7 @@
 using namespace feuille::publish;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using namespace std::chrono_literals;
 
 TEST(PublishMarkdown, RendersGithubFlavour) {
   auto html = render_markdown(
@@ -175,4 +178,104 @@ TEST(PublishPage, ListingShowsPublicProjectsOnly) {
   EXPECT_THAT(html, Not(HasSubstr("hidden")));
   EXPECT_THAT(html, Not(HasSubstr("broken")));
   EXPECT_THAT(listing_page("bob", "", {}), HasSubstr("No public projects yet"));
+}
+
+namespace {
+
+// A GFM table whose header has `columns` cells, then `rows` one-cell rows:
+// cmark-gfm pads every row to the header's width (20 KB of input asked for
+// about 1 GB and wrote 40 MB of HTML before renders were bounded).
+std::string table_bomb(int columns, int rows) {
+  std::string md = "|";
+  for (int i = 0; i < columns; ++i) md += "a|";
+  md += "\n|";
+  for (int i = 0; i < columns; ++i) md += "-|";
+  md += "\n";
+  for (int i = 0; i < rows; ++i) md += "x\n";
+  return md;
+}
+
+template <class F>
+std::chrono::milliseconds timed(F f) {
+  auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+}  // namespace
+
+TEST(PublishMarkdownLimits, TheTableBombStopsAtTheMemoryLimit) {
+  RenderLimits limits;
+  limits.memory_bytes = 32 << 20;
+  std::optional<RenderTooCostly::Limit> stopped;
+  auto took = timed([&] {
+    try {
+      render_markdown(table_bomb(1000, 4000), {}, limits);
+    } catch (const RenderTooCostly& e) {
+      stopped = e.limit;
+    }
+  });
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(*stopped, RenderTooCostly::Limit::memory);
+  EXPECT_LT(took, 2s);
+  // The same table, small enough, renders (every row padded to the header).
+  auto html = render_markdown(table_bomb(10, 5), {}, limits);
+  EXPECT_THAT(html, HasSubstr("<td>x</td>\n<td></td>"));
+}
+
+TEST(PublishMarkdownLimits, QuadraticInputsStopAtTheTimeBudget) {
+  // 480 KB of "![[]()" took cmark-gfm 0.29.0.gfm.6 22.6 s.
+  std::string brackets;
+  while (brackets.size() < 480'000) brackets += "![[]()";
+  RenderLimits limits;
+  limits.time = 300ms;
+  std::optional<RenderTooCostly::Limit> stopped;
+  auto took = timed([&] {
+    try {
+      render_markdown(brackets, {}, limits);
+    } catch (const RenderTooCostly& e) {
+      stopped = e.limit;
+    }
+  });
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(*stopped, RenderTooCostly::Limit::time);
+  EXPECT_LT(took, 1500ms);
+}
+
+TEST(PublishMarkdownLimits, OutputIsCappedByRatioAndSize) {
+  // 100 KB of empty headings: each "#\n" becomes about 90 bytes of HTML.
+  std::string headings;
+  for (int i = 0; i < 50'000; ++i) headings += "#\n";
+  RenderLimits ratio;
+  ratio.output_ratio = 16;
+  EXPECT_THROW(render_markdown(headings, {}, ratio), RenderTooCostly);
+  RenderLimits size;
+  size.output_bytes = 1 << 20;
+  try {
+    render_markdown(headings, {}, size);
+    ADD_FAILURE() << "no limit";
+  } catch (const RenderTooCostly& e) {
+    EXPECT_EQ(e.limit, RenderTooCostly::Limit::output);
+  }
+  EXPECT_GT(render_markdown(headings).size(), 4u << 20);  // within the defaults
+}
+
+TEST(PublishMarkdownLimits, ManyHeadingsOfOneNameRenderInLinearTime) {
+  // Their ids were found by trying "-1", "-2"... from 1 each time: O(n^2).
+  std::string md;
+  for (int i = 0; i < 20'000; ++i) md += "## Notes\n\ntext\n\n";
+  std::string html;
+  auto took = timed([&] { html = render_markdown(md); });
+  EXPECT_LT(took, 1500ms);
+  EXPECT_THAT(html, HasSubstr("id=\"notes-19999\""));
+}
+
+TEST(PublishMarkdownLimits, AStoppedRenderLeavesTheNextOneWhole) {
+  RenderLimits tight;
+  tight.memory_bytes = 1 << 20;
+  EXPECT_THROW(render_markdown(table_bomb(200, 200), {}, tight), RenderTooCostly);
+  auto html = render_markdown("# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n~~gone~~ [x](y.md)\n");
+  EXPECT_THAT(html, HasSubstr("<h1 id=\"title\">"));
+  EXPECT_THAT(html, HasSubstr("<td>2</td>"));
+  EXPECT_THAT(html, HasSubstr("<del>gone</del>"));
 }
