@@ -259,6 +259,38 @@ async function run() {
     return `cross-origin /api/me ${cross.threw ? 'rejected (' + cross.error + ')' : 'opaque'}; ` +
            `${wsOrigin}/api/me 404; cookies there: ${jar.join(', ') || 'none'}`;
   });
+
+  await step('e. a cookie tossed by another workspace', async () => {
+    // A script on a sibling origin under the workspace domain (another
+    // workspace's page) sets feuille_ws for the whole domain with a longer
+    // Path: the browser now sends two to every workspace, that one first.
+    const domain = new URL(wsOrigin).hostname.split('.').slice(1).join('.');
+    const sibling = new URL(opts.originTemplate.replaceAll('{id}', '00000000-0000-4000-8000-00000000beef')
+      .replaceAll('{port}', opts.publicPort)).origin;
+    await page.goto(`${sibling}/`, { timeout: budget(STEP_MS) });
+    await page.evaluate((d) => { document.cookie = `feuille_ws=tossed; Domain=${d}; Path=/u/`; }, domain);
+    const tossed = (await context.cookies(wsOrigin + `/u/${id}/`)).filter((c) => c.name === 'feuille_ws');
+    assert.equal(tossed.length, 2, `the toss did not take: the browser holds ${tossed.length} feuille_ws for ${wsOrigin}`);
+    // The victim still reaches their workspace: feuilled believes neither,
+    // clears both, and the way in through a fresh ticket works.
+    await page.goto(`${wsOrigin}/u/${id}/`, { waitUntil: 'commit', timeout: budget(STEP_MS) }).catch((e) => {
+      if (!/interrupted by another navigation|ERR_ABORTED/.test(e.message)) throw e;
+    });
+    const until = Date.now() + budget(START_MS);
+    let text = '';
+    while (Date.now() < until) {
+      if (new URL(page.url()).origin === wsOrigin) {
+        try { text = await within(5000, page.evaluate(() => document.body ? document.body.innerText : ''), 'reading the page'); } catch { /* navigating */ }
+        if (text.includes(opts.editorText)) break;
+      }
+      await sleep(250);
+    }
+    assert.ok(text.includes(opts.editorText), `after the toss ${page.url()} is not the editor: ${text.slice(0, 200)}`);
+    const left = (await context.cookies(wsOrigin + `/u/${id}/`)).filter((c) => c.name === 'feuille_ws');
+    assert.ok(left.length === 1 && left[0].value !== 'tossed' && left[0].httpOnly,
+              `feuille_ws cookies left: ${JSON.stringify(left.map((c) => ({ domain: c.domain, path: c.path, httpOnly: c.httpOnly })))}`);
+    return `tossed from ${sibling} (Domain=${domain}; Path=/u/); back in the editor with one feuille_ws`;
+  });
 }
 
 let code = 0;

@@ -3,7 +3,9 @@
 // the workspace's own origin ({id}.ws.localhost), waits for the starting
 // page to become the editor, exchanges a WebSocket message with it, and
 // checks that a script on the workspace origin cannot read feuilled's
-// /api/me. The steps and their bounds are in the script.
+// /api/me, and that a feuille_ws cookie tossed from a sibling origin (another
+// workspace's script) does not lock the victim out. The steps and their
+// bounds are in the script.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -25,4 +27,6 @@ TEST(Browser, AWorkspaceOnItsOwnOriginEndToEnd) {
   auto status = browser.wait(90s);
   EXPECT_EQ(status, std::optional<int>(0)) << browser.stdout_text() << browser.stderr_text();
   EXPECT_THAT(browser.stdout_text(), ::testing::HasSubstr("PASS"));
+  // Every step ran, the tossed cookie's included.
+  EXPECT_THAT(browser.stdout_text(), ::testing::HasSubstr("ok   e. a cookie tossed by another workspace"));
 }
