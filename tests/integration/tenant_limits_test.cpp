@@ -165,3 +165,27 @@ TEST(TenantLimits, ALogoutEndsTheSessionsEventStreams) {
   EXPECT_TRUE(stream.closed_by_peer(5s));
   EXPECT_TRUE(ws_stream.closed_by_peer(5s));
 }
+
+// A ticket outlives nothing: redeemed after the member was removed, it is
+// refused (the membership is checked again when the cookie is stored).
+TEST(TenantLimits, ATicketIssuedBeforeARemovalIsRefused) {
+  WorkspaceDaemon w;
+  auto alice = w.login("alice"), mia = w.login("mia");
+  const std::string a_id = user_id(w, alice), m_id = user_id(w, mia);
+  ASSERT_EQ(w.post("/api/workspace/start", alice).status, 202);  // makes the Scratch project
+  ASSERT_TRUE(w.wait_state(alice, "running"));
+  auto headers = w.as(alice, true);
+  headers["Content-Type"] = "application/json";
+  auto inv = w.daemon->request("POST", "/api/invites", headers, R"({"project":"Scratch","role":"editor"})");
+  ASSERT_EQ(inv.status, 201) << inv.body;
+  ASSERT_EQ(w.post("/join/" + json::parse(inv.body)["token"].get<std::string>(), mia).status, 303);
+
+  auto first = w.daemon->get("/u/" + a_id + "/", w.as(mia));
+  ASSERT_EQ(first.status, 302);
+  const std::string enter = first.header("location").substr(w.workspace_origin(a_id).size());
+  ASSERT_EQ(w.daemon->request("DELETE", "/api/members/" + m_id, w.as(alice, true)).status, 204);
+  auto redeemed = w.daemon->get(enter, {{"Host", w.workspace_host(a_id)}});
+  EXPECT_EQ(redeemed.status, 400);
+  EXPECT_TRUE(redeemed.header("set-cookie").empty());
+  EXPECT_EQ(w.daemon->db().scalar("SELECT count(*) FROM workspace_sessions"), "0");
+}

@@ -279,3 +279,42 @@ TEST(PublishMarkdownLimits, AStoppedRenderLeavesTheNextOneWhole) {
   EXPECT_THAT(html, HasSubstr("<td>2</td>"));
   EXPECT_THAT(html, HasSubstr("<del>gone</del>"));
 }
+
+// Inputs known to take cmark-gfm 0.29.0.gfm.6 superlinear time (its 2023
+// advisories and the hardening issue's cases): each renders or is stopped
+// within its time budget.
+TEST(PublishMarkdownLimits, PathologicalInputsAnswerWithinTheBudget) {
+  auto repeat = [](std::string_view s, std::size_t times) {
+    std::string out;
+    out.reserve(s.size() * times);
+    for (std::size_t i = 0; i < times; ++i) out += s;
+    return out;
+  };
+  const std::vector<std::pair<std::string, std::string>> inputs = {
+      {"image brackets", repeat("![[]()", 80'000)},
+      {"unclosed links", repeat("[a](", 100'000)},
+      {"nested brackets", repeat("[", 100'000) + repeat("]", 100'000)},
+      {"emphasis runs", repeat("*a_ ", 100'000)},
+      {"underscores", repeat("_a", 100'000) + repeat("a_", 100'000)},
+      {"strikethrough", repeat("~a", 100'000)},
+      {"block quotes", repeat(">", 100'000) + "a\n"},
+      {"nested lists", repeat("- ", 20'000) + "a\n"},
+      {"html comments", repeat("<!--", 50'000)},
+      {"autolinks", repeat("www.a.", 50'000)},
+      {"wide table", "|" + repeat("a|", 20'000) + "\n|" + repeat("-|", 20'000) + "\n" + repeat("x\n", 2'000)},
+      {"table rows", "|a|\n|-|\n" + repeat("|" + std::string(30, 'b') + "\n", 50'000)},
+  };
+  RenderLimits limits;
+  limits.time = 500ms;
+  for (const auto& [name, md] : inputs) {
+    std::string outcome = "rendered";
+    auto took = timed([&] {
+      try {
+        render_markdown(md, {}, limits);
+      } catch (const RenderTooCostly& e) {
+        outcome = e.what();
+      }
+    });
+    EXPECT_LT(took, 1500ms) << name << ": " << outcome;
+  }
+}
