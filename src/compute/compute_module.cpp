@@ -19,6 +19,7 @@
 #include "http/static_assets.hpp"
 #include "util/logging.hpp"
 #include "util/offload.hpp"
+#include "util/spawn.hpp"
 
 namespace feuille::compute {
 
@@ -84,7 +85,8 @@ std::string sse_event(const StepEvent& e) {
 }  // namespace
 
 ComputeModule::ComputeModule(app::ModuleContext& ctx)
-    : config_(ctx.config),
+    : executor_(ctx.executor),
+      config_(ctx.config),
       pool_(ctx.pool),
       auth_(ctx.authenticator),
       manager_(std::make_unique<WorkspaceManager>(ctx.executor, ctx.pool, ctx.db, ctx.config, settings_from(ctx.config),
@@ -123,7 +125,45 @@ asio::awaitable<void> ComputeModule::start() {
   manager_->run_background();
 }
 
-void ComputeModule::stop() { manager_->shutdown(); }
+void ComputeModule::stop() {
+  manager_->shutdown();
+  if (egress_users_) spawn(executor_, remove_egress_rules_if_unused(), logger("compute"), "egress rules at shutdown");
+}
+
+asio::awaitable<void> ComputeModule::remove_egress_rules_if_unused() {
+  auto log = logger("compute");
+  const std::string address = config_.egress_address;
+  auto users = std::move(egress_users_);
+  auto last = [&users] { return users->last(); };
+  if (!co_await offload(pool_, std::move(last))) {
+    log->info("tenant egress from {}: rules kept (another feuilled uses them)", address);
+    co_return;
+  }
+  // Any feuilled's tenant containers running on this host from this address
+  // (or without the label, from before it) keep them.
+  std::size_t running = 0;
+  try {
+    std::vector<std::string> tenants{kLabelRole};  // a local: the GCC 12 trap (architecture.md)
+    auto all = co_await manager_->hosts().front()->client->list_containers(std::move(tenants));
+    for (const auto& c : all) {
+      if (c.value("State", "") != "running") continue;
+      const auto& labels = c.contains("Labels") && c["Labels"].is_object() ? c["Labels"] : nlohmann::json::object();
+      const std::string egress = labels.value(std::string(kLabelEgress), address);
+      if (egress == address) ++running;
+    }
+  } catch (const std::exception& e) {
+    log->warn("tenant egress from {}: rules kept (cannot list the containers: {})", address, e.what());
+    co_return;
+  }
+  if (running > 0) {
+    log->info("tenant egress from {}: rules kept for the {} tenant container(s) still running", address, running);
+    co_return;
+  }
+  auto remove = [address] { remove_egress_table(address); };
+  co_await offload(pool_, std::move(remove));
+  log->info("tenant egress from {}: no tenant container runs here any more; table {} removed", address,
+            egress_table(address));
+}
 
 asio::awaitable<void> ComputeModule::install_egress_rules() {
   auto log = logger("compute");
@@ -135,8 +175,20 @@ asio::awaitable<void> ComputeModule::install_egress_rules() {
   auto plan = egress_plan(config_);
   std::optional<std::string> failed;
   try {
-    auto job = [&plan]() { install_egress(plan); };  // named: the GCC 12 trap (architecture.md)
-    co_await offload(pool_, std::move(job));
+    // Counted as a user of the address first: a last user removing the
+    // table at its shutdown is waited for, never undone afterwards. Without
+    // the lock file the table is simply kept at shutdown.
+    auto job = [&plan, log]() {
+      std::unique_ptr<EgressUsers> users;
+      try {
+        users = std::make_unique<EgressUsers>(plan.address);
+      } catch (const std::exception& e) {
+        log->warn("tenant egress from {}: {}; the rules will stay after shutdown", plan.address, e.what());
+      }
+      install_egress(plan);
+      return users;
+    };  // named: the GCC 12 trap (architecture.md)
+    egress_users_ = co_await offload(pool_, std::move(job));
   } catch (const std::exception& e) {
     failed = e.what();
   }

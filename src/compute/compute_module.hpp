@@ -7,6 +7,7 @@
 #include <string>
 
 #include "app/module.hpp"
+#include "compute/egress.hpp"
 #include "compute/workspace_manager.hpp"
 
 namespace feuille::compute {
@@ -39,12 +40,17 @@ class ComputeModule : public app::Module {
   static constexpr int kMaxEventStreams = 8;
   std::string dashboard_section(const auth::Identity& me, const nlohmann::json& doc) const;
   boost::asio::awaitable<void> install_egress_rules();
+  // At shutdown: the egress table goes when this is its address's last
+  // feuilled and no tenant container runs on this host (egress.hpp).
+  boost::asio::awaitable<void> remove_egress_rules_if_unused();
   boost::asio::awaitable<void> use_standin_images_if_needed();
 
+  boost::asio::any_io_executor executor_;
   const Config& config_;
   boost::asio::thread_pool& pool_;
   auth::Authenticator* auth_;
   std::unique_ptr<WorkspaceManager> manager_;
+  std::unique_ptr<EgressUsers> egress_users_;  // while this process's rules are installed
   std::string standin_notice_;
   std::unordered_map<std::string, int> event_streams_;  // open per caller
   std::unordered_map<http::Exchange*, const StreamAccess*> open_streams_;  // for revocations

@@ -49,11 +49,13 @@ std::vector<std::string> expand_command(const std::string& tmpl, const std::map<
 namespace {
 
 nlohmann::json labels(const SpecBase& b, const std::string& user_id, const char* role, std::uint16_t port) {
-  return {{kLabelUser, user_id},
-          {kLabelRole, role},
-          {kLabelPort, std::to_string(port)},
-          {kLabelInstance, b.instance},
-          {kLabelNet, kNetIsolated}};
+  nlohmann::json l = {{kLabelUser, user_id},
+                      {kLabelRole, role},
+                      {kLabelPort, std::to_string(port)},
+                      {kLabelInstance, b.instance},
+                      {kLabelNet, kNetIsolated}};
+  if (!b.isolation.egress_address.empty()) l[kLabelEgress] = b.isolation.egress_address;
+  return l;
 }
 
 nlohmann::json common(const SpecBase& b, const std::string& name, const std::string& user_id, const char* role,

@@ -38,6 +38,9 @@ inline constexpr const char* kLabelInstance = "io.feuille.instance";
 // published port) and is removed, never adopted.
 inline constexpr const char* kLabelNet = "io.feuille.net";
 inline constexpr const char* kNetIsolated = "isolated";
+// io.feuille.egress=<address>: its outbound connections are made from that
+// egress address (absent: made before this label, or unfiltered).
+inline constexpr const char* kLabelEgress = "io.feuille.egress";
 
 // Port ranges (SPEC.md section 4).
 inline constexpr std::uint16_t kEditorPortFirst = 20000, kEditorPortLast = 39999;

@@ -1,9 +1,14 @@
 #include "compute/egress.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -193,6 +198,29 @@ EgressStatus egress_status(const EgressPlan& plan, bool dry_run_if_missing) {
     s.detail = e.what();
   }
   return s;
+}
+
+EgressUsers::EgressUsers(const std::string& address, const std::string& folder) {
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  const std::string path = folder + "/egress-" + address + ".lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  // Waits while a last user removes the table (briefly): installing after it.
+  while (::flock(fd_, LOCK_SH) != 0)
+    if (errno != EINTR) throw std::runtime_error("cannot lock " + path + ": " + std::strerror(errno));
+}
+
+EgressUsers::~EgressUsers() {
+  if (fd_ >= 0) ::close(fd_);  // and its lock with it
+}
+
+bool EgressUsers::last() { return ::flock(fd_, LOCK_EX | LOCK_NB) == 0; }
+
+void remove_egress_table(const std::string& address) {
+  auto r = tool({"nft", "delete", "table", "ip", egress_table(address)});
+  if (r.status != 0 && r.output.find("No such file") == std::string::npos)
+    throw std::runtime_error("nft: " + one_line(r.output));
 }
 
 }  // namespace feuille::compute

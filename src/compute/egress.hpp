@@ -50,4 +50,28 @@ void install_egress(const EgressPlan& plan);
 // `nft --check` instead (ok = it could be installed).
 EgressStatus egress_status(const EgressPlan& plan, bool dry_run_if_missing);
 
+// The feuilled processes using one egress address, told apart by a lock
+// file (/run/feuille/egress-<address>.lock): each holds it shared for its
+// life, from before it installs the table; at its shutdown, the one that can
+// take it exclusively is the last, and may remove the table when no tenant
+// container runs any more (containers outlive feuilled: their rules stay
+// while they do). Blocking (flock): used on the pool.
+class EgressUsers {
+ public:
+  explicit EgressUsers(const std::string& address, const std::string& folder = "/run/feuille");
+  ~EgressUsers();
+  EgressUsers(const EgressUsers&) = delete;
+  EgressUsers& operator=(const EgressUsers&) = delete;
+  // Whether this process is the address's only user now (the lock taken
+  // exclusively and kept until destruction; false when another holds it).
+  bool last();
+
+ private:
+  int fd_ = -1;
+};
+
+// Deletes the address's table (a missing one is fine). The address stays on
+// `lo`: slirp4netns processes may still be bound to it.
+void remove_egress_table(const std::string& address);
+
 }  // namespace feuille::compute

@@ -62,10 +62,9 @@ class ConnectionBudget {
   }
   std::size_t used() const { return used_; }
   std::size_t limit() const { return limit_; }
-  void set_limit(std::size_t limit) { limit_ = limit; }
 
  private:
-  std::size_t limit_;
+  const std::size_t limit_;
   std::size_t used_ = 0;
 };
 

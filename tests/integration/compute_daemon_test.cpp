@@ -12,6 +12,7 @@
 #include "compute/egress.hpp"
 #include "support/daemon.hpp"
 #include "support/podman.hpp"
+#include "support/workspace_daemon.hpp"
 #include "util/child_process.hpp"
 #include "util/units.hpp"
 
@@ -113,7 +114,12 @@ TEST(ComputeDaemon, CheckVerifiesTheEgressRules) {
     int status = p.wait(30s).value_or(-1);
     return std::pair{status, p.stdout_text()};
   };
-  // The fixture's rules: installed, and this configuration's.
+  // The fixture's rules (put back: the last daemon using them removes them
+  // at its shutdown when no tenant container runs): installed, and this
+  // configuration's.
+  Config fixture;
+  fixture.egress_address = test_egress_address();
+  compute::install_egress(compute::egress_plan(fixture));
   auto [st, out] = check({"--egress-address", test_egress_address()});
   EXPECT_EQ(st, 0) << out;
   EXPECT_THAT(out, HasSubstr("ok   egress " + test_egress_address() + ": rules installed"));
@@ -173,4 +179,33 @@ TEST(ComputeDaemon, DevModeRunsTheStandInWhenTheImagesAreAbsent) {
   EXPECT_THAT(page.body, HasSubstr("so workspaces run the stand-in image localhost/feuille-standin:"));
   p.signal(SIGTERM);
   EXPECT_EQ(p.wait(30s), 0);
+}
+
+// The egress table goes with the last feuilled using its address, once no
+// tenant container runs on the host; while one runs (containers outlive
+// feuilled) it stays, so tenants are never left unfiltered.
+TEST(ComputeDaemon, EgressRulesGoWithTheLastDaemonWhenNoTenantRuns) {
+  auto table_exists = [](const std::string& table) {
+    return run_command({"nft", "list", "table", "ip", table}, {}, 10s).status == 0;
+  };
+  {
+    Daemon first({"--egress-address", "198.18.0.21"});
+    Daemon second({"--egress-address", "198.18.0.21"});
+    ASSERT_TRUE(table_exists("feuille_egress_198_18_0_21"));
+    EXPECT_EQ(first.stop(), std::optional<int>(0));
+    EXPECT_TRUE(table_exists("feuille_egress_198_18_0_21")) << "removed while another feuilled uses it";
+    EXPECT_EQ(second.stop(), std::optional<int>(0));
+    EXPECT_FALSE(table_exists("feuille_egress_198_18_0_21")) << second.process().stderr_text();
+  }
+  {
+    WorkspaceDaemon w({"--egress-address", "198.18.0.22"});
+    auto token = w.login("eve");
+    ASSERT_EQ(w.post("/api/workspace/start", token).status, 202);
+    ASSERT_TRUE(w.wait_state(token, "running"));
+    EXPECT_EQ(w.daemon->stop(), std::optional<int>(0));
+    EXPECT_TRUE(table_exists("feuille_egress_198_18_0_22")) << "removed while a tenant container runs";
+    EXPECT_THAT(w.daemon->process().stderr_text(), HasSubstr("rules kept for the"));
+  }
+  run_command({"nft", "delete", "table", "ip", "feuille_egress_198_18_0_22"}, {}, 10s);
+  for (const char* a : {"198.18.0.21/32", "198.18.0.22/32"}) run_command({"ip", "addr", "del", a, "dev", "lo"}, {}, 10s);
 }

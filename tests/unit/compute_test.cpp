@@ -54,7 +54,8 @@ TEST(Compute, RuntimeSpec) {
                                          {"io.feuille.role", "runtime"},
                                          {"io.feuille.port", "41234"},
                                          {"io.feuille.instance", "inst-1"},
-                                         {"io.feuille.net", "isolated"}}));
+                                         {"io.feuille.net", "isolated"},
+                                         {"io.feuille.egress", "198.18.0.1"}}));
   // Its own namespace, outbound through slirp4netns from the egress address,
   // and nothing published (portmappings publish even under slirp4netns).
   EXPECT_EQ(s["netns"], nlohmann::json({{"nsmode", "slirp4netns"}}));
