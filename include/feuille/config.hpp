@@ -107,6 +107,8 @@ struct Config {
   int proxy_max_per_user = 200;
   int proxy_max_per_client = 1000;         // proxied requests and WebSockets open at once per client address
   Duration proxy_websocket_ping{60'000};   // a quiet WebSocket gets a ping after this; 0 = never
+  // Editor paths a page polls by itself: proxied, never counted as activity.
+  std::vector<std::string> background_routes{"/api/machines", "/api/machines/active"};
   int gateway_max_per_workspace = 256;     // runtime gateway connections open at once per workspace
   Duration gateway_idle_timeout{1'800'000};  // a gateway connection with no byte this long is closed; 0 = never
 

@@ -492,6 +492,19 @@ std::vector<Key> build_table() {
       "a proxied WebSocket quiet this long gets a ping; unanswered as long again, it is closed (0 = never)", true,
       [](B b) { return b.duration(&Config::proxy_websocket_ping); });
 
+  add("background-routes", Kind::list, "/api/machines, /api/machines/active",
+      "editor paths its pages poll by themselves: proxied, not counted as activity (idle sleep)", true,
+      [](B b) -> Apply {
+        return [key = b.key](Config& c, const Values& v) {
+          c.background_routes.clear();
+          for (const auto& item : v)
+            for (const auto& path : units::split_list(item)) {
+              if (path.empty() || path.front() != '/' || path.find_first_of("?# \t") != std::string::npos)
+                fail(key, show(path) + " is not a path (/api/machines)");
+              c.background_routes.push_back(path);
+            }
+        };
+      });
   add("gateway-max-per-workspace", Kind::value, "256",
       "connections to a workspace's runtime (its sandboxes' included) open at once through the gateway (503 past it)",
       false, [](B b) { return b.integer(&Config::gateway_max_per_workspace, 1, 100'000); });

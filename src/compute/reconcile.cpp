@@ -41,6 +41,8 @@ asio::awaitable<void> WorkspaceManager::load_records() {
   struct Row {
     std::string user, state, reason, host;
     int port;
+    std::optional<double> last_activity;  // epoch seconds
+    std::string plan;
   };
   struct RuntimeRow {
     std::string user, kind, name, host;
@@ -49,10 +51,15 @@ asio::awaitable<void> WorkspaceManager::load_records() {
   };
   auto [rows, runtime_rows] = co_await db_.run([](pqxx::work& w) {
     std::vector<Row> ws;
-    for (const auto& r : w.exec("SELECT user_id::text, state, coalesce(state_reason, ''), coalesce(host, ''), "
-                                "coalesce(runtime_port, 0) FROM workspaces"))
+    for (const auto& r : w.exec("SELECT w.user_id::text, w.state, coalesce(w.state_reason, ''), "
+                                "coalesce(w.host, ''), coalesce(w.runtime_port, 0), "
+                                "extract(epoch FROM greatest(w.last_activity_at, "
+                                "(SELECT max(e.at) FROM events e WHERE e.user_id = w.user_id)))::float8, u.plan "
+                                "FROM workspaces w JOIN users u ON u.id = w.user_id"))
       ws.push_back(Row{r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
-                       r[3].as<std::string>(), r[4].as<int>()});
+                       r[3].as<std::string>(), r[4].as<int>(),
+                       r[5].is_null() ? std::nullopt : std::optional<double>(r[5].as<double>()),
+                       r[6].as<std::string>()});
     std::vector<RuntimeRow> rt;
     for (const auto& r : w.exec("SELECT user_id::text, kind, name, host, port, coalesce(token, ''), "
                                 "coalesce(container_id, '') FROM runtimes"))
@@ -65,6 +72,15 @@ asio::awaitable<void> WorkspaceManager::load_records() {
     set_state_in_memory(*ws, parse_state(r.state).value_or(State::failed), r.reason);
     ws->host = r.host;
     ws->runtime_port = static_cast<std::uint16_t>(r.port);
+    // An adopted workspace keeps its plan and the last activity recorded
+    // (activity is written in batches: its last step, a start or a wake,
+    // counts too; nothing at all: as if just now). A restart of feuilled is
+    // no one's idleness.
+    ws->plan = r.plan;
+    ws->last_activity = r.last_activity
+                            ? std::chrono::system_clock::time_point(std::chrono::duration_cast<
+                                  std::chrono::system_clock::duration>(std::chrono::duration<double>(*r.last_activity)))
+                            : std::chrono::system_clock::now();
     if (r.port) ports_.mark_taken(ws->runtime_port);
   }
   for (const auto& r : runtime_rows) {

@@ -483,6 +483,7 @@ asio::awaitable<void> WorkspaceManager::run_start(WorkspacePtr ws, std::shared_p
       co_await record(ws, "ready", std::move(detail), State::running);
     }
     ws->last_activity = std::chrono::system_clock::now();  // idle from here on
+    ws->activity_dirty = true;
     ws->gateway_bytes_seen = 0;
     if (restore) {  // (after a failed restore it is gone already)
       std::vector<std::string> gone{snapshot};

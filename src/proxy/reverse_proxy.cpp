@@ -449,10 +449,10 @@ asio::awaitable<void> ReverseProxy::handle(http::Exchange& ex) {
       co_return;
     }
   }
-  workspaces_.record_activity(owner);
-
   // The upstream request.
   std::string_view rest = ex.ctx.params.get("rest");
+  // A person's request is activity; a page's own polling is not.
+  if (!is_background_route(rest)) workspaces_.record_activity(owner);
   std::string target;
   target.reserve(2 + rest.size() + ex.ctx.query.size());
   target.append("/").append(rest);
@@ -733,6 +733,12 @@ asio::awaitable<void> ReverseProxy::tunnel(http::Exchange& ex, UpstreamConnectio
   tunnels_.insert(t.get());
   metrics_->websockets.Increment();
   t->start();
+}
+
+bool ReverseProxy::is_background_route(std::string_view rest) const {
+  for (const auto& route : ctx_.config.background_routes)
+    if (route.size() == rest.size() + 1 && route.compare(1, std::string::npos, rest) == 0) return true;
+  return false;
 }
 
 std::vector<char>& ReverseProxy::scratch() { return scratch_; }

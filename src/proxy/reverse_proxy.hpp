@@ -60,6 +60,9 @@ class ReverseProxy : public app::Module, private TunnelEvents {
                                                              const PageFn& page);
   boost::asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& up, const ForwardInfo& info);
   boost::asio::awaitable<void> tunnel(http::Exchange& ex, UpstreamConnection& up, Caller who);
+  // Whether the editor path /{rest} is one of background-routes (a page's
+  // own polling, not a person's activity).
+  bool is_background_route(std::string_view rest) const;
   void release(const Caller& who);  // a request's or a tunnel's places in active_ and per_client_
   // Closes the tunnels and streams a revocation names, at once.
   void revoke(const auth::Revocation& r);

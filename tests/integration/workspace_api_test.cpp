@@ -790,3 +790,70 @@ TEST(WorkspaceApi, ARuntimePastItsDiskLimitIsNotCheckpointed) {
   ASSERT_EQ(d.get(runtime + "/_standin/write?path=/tmp/big&mb=0", in).status, 200);
   EXPECT_EQ(d.request("POST", "/api/snapshots", a.as(token, true)).status, 201);
 }
+
+// After a restart of feuilled, adopted workspaces keep their plan and the
+// last activity recorded (it put every one to sleep within seconds: the
+// activity read as the epoch, the plan as free's).
+TEST(WorkspaceApi, AdoptedWorkspacesKeepTheirActivityAndPlanAcrossARestart) {
+  WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=1m", "--criu", "off"});
+  auto alice = a.login("alice"), tess = a.login("tess");
+  a.daemon->db().query("UPDATE users SET plan = 'team' WHERE handle = 'tess'");  // never idle
+  a.post("/api/workspace/start", alice);
+  a.post("/api/workspace/start", tess);
+  ASSERT_TRUE(a.wait_state(alice, "running"));
+  ASSERT_TRUE(a.wait_state(tess, "running"));
+  auto restart = [&] {
+    a.daemon->process().signal(SIGKILL);
+    a.daemon->process().wait(10s);
+    return a.another();
+  };
+  const std::string tess_id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = 'tess'");
+  a.daemon->db().query("UPDATE workspaces SET last_activity_at = now() - interval '2 hours' WHERE user_id = '" +
+                       tess_id + "'");
+  a.daemon->db().query("UPDATE events SET at = now() - interval '2 hours' WHERE user_id = '" + tess_id + "'");
+  auto& db = a.daemon->db();  // the database stays; the daemons come and go
+  auto again = restart();
+  std::this_thread::sleep_for(3s);  // fifteen monitor polls
+  EXPECT_EQ(a.workspace(alice, again.get())["state"], "running");  // active a moment ago
+  EXPECT_EQ(a.workspace(tess, again.get())["state"], "running");   // idle for hours, but the team plan never sleeps
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM events WHERE kind = 'sleeping'"), "0");
+
+  // The activity really is the one recorded: two hours ago, past free's minute.
+  const std::string alice_id = db.scalar("SELECT id::text FROM users WHERE handle = 'alice'");
+  db.query("UPDATE workspaces SET last_activity_at = now() - interval '2 hours' WHERE user_id = '" +
+                    alice_id + "'");
+  db.query("UPDATE events SET at = now() - interval '2 hours' WHERE user_id = '" + alice_id + "'");
+  again->process().signal(SIGKILL);
+  again->process().wait(10s);
+  auto third = a.another();
+  EXPECT_TRUE(a.wait_state(alice, "sleeping", third.get(), 20s));
+  EXPECT_EQ(a.workspace(tess, third.get())["state"], "running");
+}
+
+// What counts as activity is a person's: the real editor's UI polls
+// /api/machines and /api/machines/active by itself every 15 s (cloud mode),
+// which must not keep an open tab's workspace awake forever; any other
+// request does.
+TEST(WorkspaceApi, APagesBackgroundPollingIsNotActivity) {
+  WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=3s", "--criu", "off"});
+  auto& d = *a.daemon;
+  auto token = a.login("pol");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'pol'");
+  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
+  ASSERT_TRUE(a.wait_state(token, "running"));
+  auto in = a.in(token, id);
+  const std::string at = "/u/" + id + "/";
+  auto poll_for = [&](const std::vector<std::string>& paths, std::chrono::seconds how_long) {
+    const auto until = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < until && a.workspace(token)["state"] == "running") {
+      for (const auto& p : paths) EXPECT_EQ(d.get(at + p, in).status, 200);
+      std::this_thread::sleep_for(500ms);
+    }
+  };
+  // A person's requests every half second: awake for 8 s (idle timeout 3 s).
+  poll_for({"notes/a.md"}, 8s);
+  EXPECT_EQ(a.workspace(token)["state"], "running");
+  // Only the page's own polls: asleep within the idle timeout and a poll.
+  poll_for({"api/machines", "api/machines/active"}, 15s);
+  EXPECT_TRUE(a.wait_state(token, "sleeping", nullptr, 5s)) << a.workspace(token).dump();
+}

@@ -80,6 +80,7 @@ TEST(Config, DefaultsMatchTheSpec) {
   EXPECT_EQ(c.publish_render_memory, 128ull << 20);
   EXPECT_EQ(c.publish_render_timeout.count(), 2000);
   EXPECT_EQ(c.gateway_max_per_workspace, 256);
+  EXPECT_EQ(c.background_routes, (std::vector<std::string>{"/api/machines", "/api/machines/active"}));
   EXPECT_EQ(c.gateway_idle_timeout.count(), 1'800'000);
   EXPECT_EQ(c.github_authorize_url, "https://github.com/login/oauth/authorize");
   EXPECT_EQ(c.github_token_url, "https://github.com/login/oauth/access_token");
@@ -163,6 +164,7 @@ publish-cache-size = "16M"
 publish-render-memory = "32M"
 publish-render-timeout = "500ms"
 gateway-max-per-workspace = 40
+background-routes = "/api/poll, /api/status"
 gateway-idle-timeout = "5m"
 github-client-id = "gh-id"
 github-client-secret = "gh-secret"
@@ -228,6 +230,7 @@ state-dir = "/tmp/feuille-state"
   EXPECT_EQ(c.publish_render_memory, 32ull << 20);
   EXPECT_EQ(c.publish_render_timeout.count(), 500);
   EXPECT_EQ(c.gateway_max_per_workspace, 40);
+  EXPECT_EQ(c.background_routes, (std::vector<std::string>{"/api/poll", "/api/status"}));
   EXPECT_EQ(c.gateway_idle_timeout.count(), 300'000);
   EXPECT_EQ(c.github_client_secret, "gh-secret");
   EXPECT_EQ(c.github_api_url, "http://127.0.0.1:9000");
@@ -445,7 +448,7 @@ TEST(Config, ReloadAppliesEveryReloadableKey) {
       {"signup", {"closed"}},           {"admins", {"alice"}},          {"monitor-interval", {"9s"}},
       {"idle-timeout", {"3m"}},         {"idle-cpu-percent", {"4"}},    {"preprovision-percent", {"40"}},
       {"migrate-percent", {"60"}},      {"plan", {"name=free,memory=128M"}}, {"drain-timeout", {"2s"}},
-      {"publish-render-memory", {"64M"}}, {"publish-render-timeout", {"1s"}},
+      {"publish-render-memory", {"64M"}}, {"publish-render-timeout", {"1s"}}, {"background-routes", {"/api/x"}},
   };
   const std::vector<std::string> base{"--database-url", kDb};
   const Invocation before = parse(base);
