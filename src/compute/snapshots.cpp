@@ -138,6 +138,13 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
       break;
   }
   const std::string path = dir + "/" + taken.id + ".tar";
+  // The quota's transaction was awaited: a stop, a sleep or another
+  // snapshot may have begun meanwhile. Then this one gives its place back.
+  if (ws->state != State::running || !ws->runtime || ws->op) {
+    const std::string id = taken.id;
+    co_await db_.run([&](pqxx::work& w) { w.exec_params("DELETE FROM snapshots WHERE id = $1", id); });
+    throw RequestError(409, "The workspace is busy (starting, stopping or another snapshot); try again in a moment.");
+  }
   auto op = begin(*ws, Operation::snapshot);
   std::optional<std::string> failed;
   bool too_big = false;

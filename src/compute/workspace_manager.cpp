@@ -287,6 +287,9 @@ asio::awaitable<std::vector<StepEvent>> WorkspaceManager::next_events(std::strin
 // Operations
 
 std::shared_ptr<WorkspaceManager::Operation> WorkspaceManager::begin(Workspace& ws, Operation::Kind kind) {
+  // One operation at a time: callers look (after their last co_await) and
+  // refuse or wait; one that did not would orphan the operation in flight.
+  if (ws.op) throw std::logic_error("an operation began while another was in progress on " + ws.user_id);
   auto op = std::make_shared<Operation>();
   op->kind = kind;
   ws.op = op;
