@@ -314,10 +314,12 @@ asio::awaitable<void> session(tcp::socket socket, const Options& o) {
         co_return;
       }
       if (!upgrade && path.rfind("/api/", 0) == 0) {
-        // mrmd-server's order: the query, then Bearer, then X-Token.
+        // mrmd-server's order (src/auth.js): the query, then Authorization
+        // (any value, a "Bearer " taken off), then X-Token.
         std::string given = query_param(query, "token");
-        std::string bearer(h[bh::field::authorization]);
-        if (given.empty() && bearer.rfind("Bearer ", 0) == 0) given = bearer.substr(7);
+        std::string authorization(h[bh::field::authorization]);
+        if (given.empty() && !authorization.empty())
+          given = authorization.rfind("Bearer ", 0) == 0 ? authorization.substr(7) : authorization;
         if (given.empty()) given = std::string(h["X-Token"]);
         if (given != o.token) {
           auto r = given.empty() ? reply(401, {{"error", "Authentication required"}}, version, false)

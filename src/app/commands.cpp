@@ -68,7 +68,9 @@ int run_check(const Config& c) {
     for (const auto& h : c.compute_hosts) {
       compute::PodmanClient::Options o;
       o.host_name = h.name;
-      o.timeout = std::chrono::seconds(5);
+      // A busy Podman service (checkpoints, many containers starting) can
+      // take seconds to answer even /version: an operator's check waits.
+      o.timeout = std::chrono::seconds(15);
       compute::PodmanClient client(co_await asio::this_coro::executor, h.url, o);
       try {
         auto version = co_await client.version();

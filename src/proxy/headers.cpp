@@ -168,8 +168,10 @@ void write_upstream_request(const bh::request_header<>& in, const ForwardInfo& i
       case bh::field::expect:
         continue;
       case bh::field::authorization:
-        if (starts_with_ci(f.value(), "bearer ")) continue;  // a feuilled session token
-        break;
+        // A feuilled session token, or a browser's own credentials: neither
+        // is the editor's business, and mrmd-server takes any Authorization
+        // value as its token (before X-Token), so one would get 403.
+        continue;
       case bh::field::cookie:
         if (auto kept = strip_own_cookies(f.value())) header_line(out, name, *kept);
         continue;

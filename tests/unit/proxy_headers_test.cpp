@@ -111,6 +111,20 @@ TEST(ProxyHeaders, AnEditorsCookiesStayOnItsOrigin) {
   EXPECT_EQ(*editor_set_cookie("t=1; Domainx=y"), "t=1; Domainx=y");
 }
 
+TEST(ProxyHeaders, NoAuthorizationReachesTheEditor) {
+  // mrmd-server reads its token from ?token=, then Authorization (any
+  // value, "Bearer " taken off), then X-Token: a browser's Basic credentials
+  // would be taken for a wrong token.
+  for (const char* value : {"Bearer SESSIONTOKEN", "Basic dXNlcjpwYXNz", "tok3n"}) {
+    auto h = request({{"Host", "h"}, {"Authorization", value}});
+    h.method(bh::verb::get);
+    std::string out;
+    write_upstream_request(h, info(), {}, false, out);
+    EXPECT_THAT(out, Not(HasSubstr("Authorization"))) << value;
+    EXPECT_THAT(out, HasSubstr("X-Token: tok3n\r\n"));
+  }
+}
+
 TEST(ProxyHeaders, ForwardedAndMethodOverridesAreDropped) {
   auto h = request({{"Host", "h"},
                     {"Forwarded", "for=1.2.3.4;host=evil"},
