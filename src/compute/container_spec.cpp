@@ -81,6 +81,15 @@ nlohmann::json common(const SpecBase& b, const std::string& name, const std::str
 
 }  // namespace
 
+nlohmann::json runtime_limits(std::uint64_t memory_bytes, double cpus) {
+  nlohmann::json limits = {{"memory", {{"limit", memory_bytes}}}};
+  if (cpus > 0) {
+    constexpr std::int64_t period = 100000;
+    limits["cpu"] = {{"period", period}, {"quota", static_cast<std::int64_t>(std::llround(cpus * period))}};
+  }
+  return limits;
+}
+
 nlohmann::json runtime_spec(const RuntimeParams& p) {
   const auto& id = p.owner.id;
   auto command = expand_command(p.base.command_template, {{"port", std::to_string(kRuntimeContainerPort)},
@@ -95,12 +104,7 @@ nlohmann::json runtime_spec(const RuntimeParams& p) {
   // CRIU needs it; the editor keeps the host's default profile (naming any
   // profile fails at create on a host without AppArmor).
   spec["apparmor_profile"] = "unconfined";
-  nlohmann::json limits = {{"memory", {{"limit", p.memory_bytes}}}};
-  if (p.cpus > 0) {
-    constexpr std::int64_t period = 100000;
-    limits["cpu"] = {{"period", period}, {"quota", static_cast<std::int64_t>(std::llround(p.cpus * period))}};
-  }
-  spec["resource_limits"] = limits;
+  spec["resource_limits"] = runtime_limits(p.memory_bytes, p.cpus);
   if (!p.user.empty()) spec["user"] = p.user;
   return spec;
 }

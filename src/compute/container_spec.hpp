@@ -96,6 +96,10 @@ struct EditorParams {
 };
 
 nlohmann::json runtime_spec(const RuntimeParams& p);
+// A plan's memory and CPU as Podman's resource limits (the runtime's spec,
+// and the update a restored or forked runtime gets: it comes back with the
+// limits it was checkpointed with).
+nlohmann::json runtime_limits(std::uint64_t memory_bytes, double cpus);
 // The pod to create (and start) before the editor: its infra container holds
 // the namespace in which the gateway listens before any tenant process runs.
 nlohmann::json editor_pod_spec(const EditorParams& p);

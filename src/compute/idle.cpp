@@ -69,28 +69,28 @@ asio::awaitable<void> WorkspaceManager::remove_files(std::vector<std::string> pa
   co_await offload(archive_pool_, std::move(job));
 }
 
+asio::awaitable<Plan> WorkspaceManager::plan_of(const std::string& user_id) {
+  auto name = co_await db_.run([&](pqxx::work& w) {
+    auto user = db::find_user_by_id(w, user_id);
+    return user ? user->plan : std::string("free");
+  });
+  const Plan* plan = config_.find_plan(name);
+  if (!plan) plan = config_.find_plan("free");
+  if (!plan) throw std::runtime_error("no plan " + name + " (and no free plan) is configured");
+  co_return *plan;
+}
+
 asio::awaitable<WorkspaceManager::ArchiveLimits> WorkspaceManager::archive_limits(const std::string& user_id,
                                                                                  bool podman_keeps_copy) {
-  struct Found {
-    std::uint64_t space = 0, disk = 0, named = 0;
-  };
-  auto found = co_await db_.run([&](pqxx::work& w) {
-    Found f;
-    auto user = db::find_user_by_id(w, user_id);
-    const Plan* plan = config_.find_plan(user ? user->plan : "free");
-    if (!plan) plan = config_.find_plan("free");
-    if (plan) {
-      f.space = plan->snapshot_bytes;
-      f.disk = plan->disk_bytes;
-    }
-    f.named = w.exec_params1("SELECT coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'",
-                             user_id)[0]
-                  .as<std::uint64_t>();
-    return f;
+  const Plan plan = co_await plan_of(user_id);
+  auto named = co_await db_.run([&](pqxx::work& w) {
+    return w.exec_params1("SELECT coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'",
+                          user_id)[0]
+        .as<std::uint64_t>();
   });
   ArchiveLimits limits;
-  limits.max_writable_layer = found.disk;
-  const std::uint64_t room = found.space > found.named ? found.space - found.named : 0;
+  limits.max_writable_layer = plan.disk_bytes;
+  const std::uint64_t room = plan.snapshot_bytes > named ? plan.snapshot_bytes - named : 0;
   // A leave-running dump stays in the container (Podman 4.3) until the next
   // one: the archive and that copy share the room.
   limits.max_bytes = podman_keeps_copy ? room / 2 : room;

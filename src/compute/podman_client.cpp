@@ -452,6 +452,12 @@ asio::awaitable<std::optional<nlohmann::json>> PodmanClient::inspect_container(s
   co_return r.json();
 }
 
+asio::awaitable<void> PodmanClient::update_resources(std::string name, nlohmann::json limits, Duration timeout) {
+  auto r = co_await request(bh::verb::post, std::string(kBase) + "/containers/" + url_encode(name) + "/update",
+                            limits.dump(), "application/json", timeout);
+  if (r.status != 201 && r.status != 200 && r.status != 204) throw error_of(r, "update the limits of " + name);
+}
+
 asio::awaitable<std::uint64_t> PodmanClient::writable_layer_bytes(std::string name, Duration timeout) {
   auto r = co_await request(bh::verb::get, std::string(kBase) + "/containers/" + url_encode(name) + "/json?size=true",
                             {}, {}, timeout);

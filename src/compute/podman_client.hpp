@@ -117,6 +117,9 @@ class PodmanClient {
   // nullopt when there is no such container.
   boost::asio::awaitable<std::optional<nlohmann::json>> inspect_container(std::string name,
                                                                           std::optional<Duration> timeout = {});
+  // Changes a running container's resource limits (`limits` as a create
+  // spec's resource_limits: memory, cpu).
+  boost::asio::awaitable<void> update_resources(std::string name, nlohmann::json limits, Duration timeout);
   // The size of the container's writable layer (its files changed or added
   // outside its volumes: Podman's SizeRw; walking them takes a moment).
   boost::asio::awaitable<std::uint64_t> writable_layer_bytes(std::string name, Duration timeout);

@@ -39,6 +39,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
     // The fork's archive is deleted once restored; Podman's copy of the
     // dump stays in the original until its next checkpoint.
     const auto limits = co_await archive_limits(user_id, true);
+    const Plan plan = co_await plan_of(user_id);
     const std::string host_name = host.config.name;
     co_await db_.run([&](pqxx::work& w) {
       w.exec_params("INSERT INTO runtimes (user_id, kind, name, host, port, state) VALUES ($1, 'sandbox', $2, $3, $4, "
@@ -48,8 +49,10 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
     row = true;
     sandbox_names_.insert(name);
     co_await write_checkpoint(ws, archive, true, limits);  // the original keeps its connections
+    auto read = PodmanClient::file_source(archive, archive_pool_);
     const std::string container_id =
-        co_await host.client->restore_import(name, PodmanClient::file_source(archive, archive_pool_), true, settings_.start_timeout);
+        co_await host.client->restore_import(name, std::move(read), true, settings_.start_timeout);
+    co_await apply_plan_limits(host, name, plan, settings_.start_timeout);
     auto ns = co_await enter(host, name, settings_.start_timeout);
     auto options = gateway_options(*ws);  // named: the GCC 12 trap (architecture.md)
     sb.gateway = co_await RuntimeGateway::open(executor_, ws->editor->netns, port, gateway_metrics_, log_, user_id,

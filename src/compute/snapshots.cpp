@@ -207,6 +207,9 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
   if (!ws || ws->state != State::running || !ws->runtime)
     throw RequestError(409, "The workspace must be running to restore a snapshot into it.");
   if (ws->op) throw RequestError(409, "The workspace is busy (starting, stopping or another snapshot); try again in a moment.");
+  const Plan plan = co_await plan_of(user_id);
+  if (!ws->runtime || ws->state != State::running || ws->op)
+    throw RequestError(409, "The workspace is busy (starting, stopping or another snapshot); try again in a moment.");
   Host& host = runtime_host(*ws);
   auto op = begin(*ws, Operation::snapshot);
   const std::string name = ws->runtime->name, incoming = name + "-restoring";
@@ -220,6 +223,7 @@ asio::awaitable<void> WorkspaceManager::restore_snapshot(std::string user_id, st
     co_await host.client->remove_container(incoming, true, 0);
     auto read = PodmanClient::file_source(*path, archive_pool_);
     const std::string id = co_await host.client->restore_import(incoming, std::move(read), true, settings_.start_timeout);
+    co_await apply_plan_limits(host, incoming, plan, settings_.start_timeout);
     if (ws->gateway) ws->gateway->clear_runtime();  // new connections wait for the switch
     co_await host.client->remove_container(name, true, 0);
     old_removed = true;

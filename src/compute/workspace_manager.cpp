@@ -286,6 +286,11 @@ asio::awaitable<std::vector<StepEvent>> WorkspaceManager::next_events(std::strin
 // ---------------------------------------------------------------------------
 // Operations
 
+asio::awaitable<void> WorkspaceManager::apply_plan_limits(Host& host, const std::string& name, const Plan& plan,
+                                                         Duration timeout) {
+  co_await host.client->update_resources(name, runtime_limits(plan.memory_bytes, plan.cpus), timeout);
+}
+
 std::shared_ptr<WorkspaceManager::Operation> WorkspaceManager::begin(Workspace& ws, Operation::Kind kind) {
   // One operation at a time: callers look (after their last co_await) and
   // refuse or wait; one that did not would orphan the operation in flight.
@@ -589,7 +594,7 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
     co_await host.client->start_container(name, left());
   } else {
     // The checkpointed container's own spec comes back with it (labels,
-    // limits: a plan changed since applies at the next cold start).
+    // limits); the plan's limits now are applied to it.
     PodmanClient::BodySource read;
     try {
       read = PodmanClient::file_source(restore_from, archive_pool_);
@@ -597,6 +602,12 @@ asio::awaitable<void> WorkspaceManager::create_runtime(WorkspacePtr ws, Operatio
       throw StartFailure(e.what());
     }
     ws->runtime->id = co_await host.client->restore_import(name, std::move(read), true, left());
+    try {
+      co_await apply_plan_limits(host, name, plan, left());
+    } catch (const PodmanError& e) {
+      // Its state is worth more than the limit: kept, applied at the next start.
+      log_->warn("the woken runtime of {} keeps its checkpoint's limits: {}", ws->user_id, e.what());
+    }
   }
   try {
     co_await attach_runtime(ws, left());

@@ -316,6 +316,11 @@ class WorkspaceManager : public Workspaces {
     std::uint64_t max_writable_layer = 0;
   };
   boost::asio::awaitable<ArchiveLimits> archive_limits(const std::string& user_id, bool podman_keeps_copy);
+  // The user's plan now (their row's, else free's).
+  boost::asio::awaitable<Plan> plan_of(const std::string& user_id);
+  // A restored or forked runtime comes back with the limits it was
+  // checkpointed with: it gets its owner's plan's now.
+  boost::asio::awaitable<void> apply_plan_limits(Host& host, const std::string& name, const Plan& plan, Duration timeout);
   // The runtime's checkpoint (left running, with tcpEstablished) written to
   // `path`: a temporary name, fsync, rename. Returns the archive's size.
   // Refused before the dump (ArchiveTooLarge) when the runtime's writable

@@ -857,3 +857,60 @@ TEST(WorkspaceApi, APagesBackgroundPollingIsNotActivity) {
   poll_for({"api/machines", "api/machines/active"}, 15s);
   EXPECT_TRUE(a.wait_state(token, "sleeping", nullptr, 5s)) << a.workspace(token).dump();
 }
+
+// A restored or forked runtime is re-created from its checkpoint, limits
+// included: it gets its owner's plan's limits of now (a plan changed since
+// the snapshot applies to it).
+TEST(WorkspaceApi, RestoresAndForksGetTheCurrentPlansLimits) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path()});
+  auto& d = *a.daemon;
+  auto token = a.login("ria");
+  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'ria'");
+  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
+  // The kernel's limits (Podman 4.3 applies an update to the container's
+  // cgroup but keeps reporting its creation limits in inspect and stats).
+  using Limits = std::pair<std::int64_t, std::int64_t>;  // memory bytes, CPU quota per 100 ms
+  auto limits_of = [](const std::string& container) {
+    auto c = TestPodman().inspect(container);
+    EXPECT_TRUE(c) << container;
+    if (!c) return Limits{0, 0};
+    // Its cgroup (libpod-<id>.scope under systemd, libpod-<id> under cgroupfs).
+    const std::string id = (*c)["Id"].get<std::string>();
+    auto read = [&](const std::string& root, const std::string& file) -> std::string {
+      std::error_code ec;
+      for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+           it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name == "libpod-" + id + ".scope" || name == "libpod-" + id) {
+          std::ifstream in(it->path() / file);
+          std::string v;
+          std::getline(in, v);
+          return v;
+        }
+      }
+      return "";
+    };
+    std::string memory = read("/sys/fs/cgroup/memory/", "memory.limit_in_bytes");  // cgroup v1
+    std::string quota = read("/sys/fs/cgroup/cpu/", "cpu.cfs_quota_us");
+    if (memory.empty()) {  // cgroup v2: "max" files
+      memory = read("/sys/fs/cgroup", "memory.max");
+      quota = read("/sys/fs/cgroup", "cpu.max");
+    }
+    EXPECT_FALSE(memory.empty() || quota.empty()) << "no cgroup found for " << container;
+    if (memory.empty() || quota.empty()) return Limits{0, 0};
+    return Limits{std::stoll(memory), std::stoll(quota)};
+  };
+  EXPECT_EQ(limits_of("feuille-rt-" + id), (Limits{256ll << 20, 50'000}));  // free
+  auto snap = d.request("POST", "/api/snapshots", a.as(token, true));
+  ASSERT_EQ(snap.status, 201) << snap.body;
+  d.db().query("UPDATE users SET plan = 'pro' WHERE handle = 'ria'");  // 512M, one CPU
+  auto restored = d.request("POST", "/api/snapshots/" + json::parse(snap.body)["id"].get<std::string>() + "/restore",
+                            a.as(token, true));
+  ASSERT_EQ(restored.status, 200) << restored.body;
+  EXPECT_EQ(limits_of("feuille-rt-" + id), (Limits{512ll << 20, 100'000}));
+  auto forked = d.request("POST", "/api/workspace/sandbox", a.as(token, true));
+  ASSERT_EQ(forked.status, 201) << forked.body;
+  EXPECT_EQ(limits_of(json::parse(forked.body)["container"].get<std::string>()),
+            (Limits{512ll << 20, 100'000}));
+}
