@@ -550,6 +550,8 @@ int main(int argc, char** argv) {
   asio::co_spawn(ioc, accept_loop(acceptor, o), asio::detached);
   std::printf("feuille-standin %s listening on %s:%u%s\n", o.role.c_str(), o.host.c_str(), o.port,
               o.unhealthy ? " (unhealthy on purpose)" : "");
+  // mrmd-server prints its access URL, token included, when it starts.
+  if (!o.token.empty()) std::printf("  Access: http://%s:%u/?token=%s\n", o.host.c_str(), o.port, o.token.c_str());
   std::fflush(stdout);
   ioc.run();
   return 0;

@@ -452,6 +452,33 @@ asio::awaitable<std::optional<nlohmann::json>> PodmanClient::inspect_container(s
   co_return r.json();
 }
 
+asio::awaitable<std::string> PodmanClient::logs_tail(std::string name, int lines, Duration timeout) {
+  auto r = co_await request(bh::verb::get,
+                            std::string(kBase) + "/containers/" + url_encode(name) +
+                                "/logs?stdout=true&stderr=true&tail=" + std::to_string(lines),
+                            {}, {}, timeout);
+  if (r.status != 200) throw error_of(r, "logs of " + name);
+  // Without a terminal the answer is multiplexed: frames of an 8-byte
+  // header (stream, 0, 0, 0, big-endian length) and their bytes.
+  constexpr std::size_t kCap = 64 * 1024;
+  std::string out;
+  std::string_view rest = r.body;
+  bool framed = true;
+  while (!rest.empty() && out.size() < kCap) {
+    const auto* h = reinterpret_cast<const unsigned char*>(rest.data());
+    if (rest.size() < 8 || h[0] > 2 || h[1] || h[2] || h[3]) {
+      framed = false;  // a terminal's raw bytes
+      break;
+    }
+    const std::size_t n = (std::size_t(h[4]) << 24) | (std::size_t(h[5]) << 16) | (std::size_t(h[6]) << 8) | h[7];
+    rest.remove_prefix(8);
+    out.append(rest.substr(0, n));
+    rest.remove_prefix(std::min(n, rest.size()));
+  }
+  if (!framed && out.empty()) out = r.body.substr(0, kCap);
+  co_return out;
+}
+
 asio::awaitable<void> PodmanClient::update_resources(std::string name, nlohmann::json limits, Duration timeout) {
   auto r = co_await request(bh::verb::post, std::string(kBase) + "/containers/" + url_encode(name) + "/update",
                             limits.dump(), "application/json", timeout);

@@ -117,6 +117,9 @@ class PodmanClient {
   // nullopt when there is no such container.
   boost::asio::awaitable<std::optional<nlohmann::json>> inspect_container(std::string name,
                                                                           std::optional<Duration> timeout = {});
+  // The last `lines` lines a container wrote (stdout and stderr, as they
+  // came), at most 64 KiB.
+  boost::asio::awaitable<std::string> logs_tail(std::string name, int lines, Duration timeout);
   // Changes a running container's resource limits (`limits` as a create
   // spec's resource_limits: memory, cpu).
   boost::asio::awaitable<void> update_resources(std::string name, nlohmann::json limits, Duration timeout);

@@ -286,6 +286,33 @@ asio::awaitable<std::vector<StepEvent>> WorkspaceManager::next_events(std::strin
 // ---------------------------------------------------------------------------
 // Operations
 
+asio::awaitable<std::string> WorkspaceManager::last_output(Host& host, const Container& c, Duration timeout) {
+  std::string text;
+  try {
+    text = co_await host.client->logs_tail(c.name, 5, timeout);
+  } catch (const PodmanError& e) {
+    log_->info("no output of {}: {}", c.name, e.what());
+    co_return "";
+  }
+  // The editor's token is in mrmd-server's start banner: never shown.
+  if (!c.token.empty())
+    for (auto at = text.find(c.token); at != std::string::npos; at = text.find(c.token, at))
+      text.replace(at, c.token.size(), "***");
+  // One line a line, " | " between them, printable ASCII; the end kept.
+  std::string out;
+  for (char ch : text) {
+    if (ch == '\n') {
+      if (!out.empty() && out.back() != ' ') out += " | ";
+    } else if (static_cast<unsigned char>(ch) >= 0x20 && ch != 0x7f) {
+      out.push_back(ch);
+    }
+  }
+  while (out.size() >= 3 && out.compare(out.size() - 3, 3, " | ") == 0) out.resize(out.size() - 3);
+  constexpr std::size_t kMax = 600;
+  if (out.size() > kMax) out = "..." + out.substr(out.size() - kMax);
+  co_return out;
+}
+
 asio::awaitable<void> WorkspaceManager::apply_plan_limits(Host& host, const std::string& name, const Plan& plan,
                                                          Duration timeout) {
   co_await host.client->update_resources(name, runtime_limits(plan.memory_bytes, plan.cpus), timeout);
@@ -700,9 +727,13 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
   for (;;) {
     check(op);
     auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now());
-    if (left.count() <= 0)
-      throw StartFailure(std::string("the ") + kRoleName[role] + " did not answer " + path + " within " +
-                         units::format_duration(settings_.start_timeout) + " (last: " + last + ")");
+    if (left.count() <= 0) {
+      std::string why = std::string("the ") + kRoleName[role] + " did not answer " + path + " within " +
+                        units::format_duration(settings_.start_timeout) + " (last: " + last + ")";
+      const std::string said = co_await last_output(host, c, 5s);
+      if (!said.empty()) why += "; its last output: " + said;
+      throw StartFailure(why);
+    }
     auto r = co_await probe_http(executor_, c.netns, port, path, c.token, std::min<Duration>(left, 2s));
     if (r.healthy()) co_return;
     last = r.status ? "HTTP " + std::to_string(r.status) : r.error;
@@ -711,10 +742,14 @@ asio::awaitable<void> WorkspaceManager::wait_healthy(WorkspacePtr ws, Operation&
       auto info = co_await host.client->inspect_container(c.name, std::min<Duration>(left, 5s));
       if (!info) throw StartFailure(std::string("the ") + kRoleName[role] + " container disappeared");
       const auto& st = (*info)["State"];
-      if (!st.value("Running", false))
-        throw StartFailure(std::string("the ") + kRoleName[role] + " " +
-                           exit_description(st.value("ExitCode", -1), st.value("OOMKilled", false)) +
-                           " before answering " + path);
+      if (!st.value("Running", false)) {
+        std::string why = std::string("the ") + kRoleName[role] + " " +
+                          exit_description(st.value("ExitCode", -1), st.value("OOMKilled", false)) +
+                          " before answering " + path;
+        const std::string said = co_await last_output(host, c, std::min<Duration>(left, 5s));
+        if (!said.empty()) why += "; its last output: " + said;
+        throw StartFailure(why);
+      }
     }
     // Quick polls first (a container answers within a second or two), then gentler.
     const Duration gap = Clock::now() - t0 < 3s ? settings_.poll_interval : settings_.poll_interval * 4;

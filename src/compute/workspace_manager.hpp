@@ -321,6 +321,9 @@ class WorkspaceManager : public Workspaces {
   // A restored or forked runtime comes back with the limits it was
   // checkpointed with: it gets its owner's plan's now.
   boost::asio::awaitable<void> apply_plan_limits(Host& host, const std::string& name, const Plan& plan, Duration timeout);
+  // The last lines a container wrote, on one line, its token hidden, for the
+  // reason a failed start gives ("" when Podman has none).
+  boost::asio::awaitable<std::string> last_output(Host& host, const Container& c, Duration timeout);
   // The runtime's checkpoint (left running, with tcpEstablished) written to
   // `path`: a temporary name, fsync, rename. Returns the archive's size.
   // Refused before the dump (ArchiveTooLarge) when the runtime's writable

@@ -5,6 +5,8 @@
 // coming back.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <regex>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -408,6 +410,24 @@ TEST(Workspaces, ARuntimeThatNeverGetsHealthyFailsCleanly) {
   EXPECT_THAT(h.events_of(user), HasSubstr("\"reason\": \"the runtime did not answer"));
 }
 
+// The reason a failed start gives has the container's last output, without
+// the editor's token (mrmd-server, as the stand-in, prints it at start).
+TEST(Workspaces, AFailedStartSaysWhatTheEditorLastPrintedWithoutItsToken) {
+  Harness h;
+  auto s = h.settings();
+  s.editor_command += " --unhealthy";
+  s.start_timeout = 3s;
+  auto& m = h.open(s);
+  auto user = h.add_user("tom");
+  h.start(user);
+  ASSERT_TRUE(h.wait_state(user, State::failed, 30s)) << h.events_of(user);
+  const std::string reason = m.editor(user)->reason;
+  EXPECT_THAT(reason, HasSubstr("the editor did not answer /health"));
+  EXPECT_THAT(reason, HasSubstr("its last output: feuille-standin editor listening on 127.0.0.1:"));
+  EXPECT_THAT(reason, HasSubstr("/?token=***"));
+  EXPECT_FALSE(std::regex_search(reason, std::regex("token=[A-Za-z0-9_-]{8,}"))) << reason;
+}
+
 TEST(Workspaces, AnEditorThatExitsAtOnceFailsWithItsExitCode) {
   Harness h;
   auto s = h.settings();
@@ -417,6 +437,8 @@ TEST(Workspaces, AnEditorThatExitsAtOnceFailsWithItsExitCode) {
   h.start(user);
   ASSERT_TRUE(h.wait_state(user, State::failed, 30s)) << h.events_of(user);
   EXPECT_THAT(m.editor(user)->reason, HasSubstr("the editor exited with code 2 before answering /health"));
+  // What it said before it went is in the reason the user sees.
+  EXPECT_THAT(m.editor(user)->reason, HasSubstr("its last output: feuille-standin: unknown argument --no-such-flag"));
   EXPECT_TRUE(h.containers_of(user).empty());
 }
 
