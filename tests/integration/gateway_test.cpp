@@ -29,6 +29,7 @@
 #include "compute/netns.hpp"
 #include "compute/runtime_gateway.hpp"
 #include "support/netns.hpp"
+#include "support/process.hpp"
 #include "util/child_process.hpp"
 #include "util/logging.hpp"
 
@@ -141,14 +142,6 @@ class Runtime {
   std::atomic<int> accepted_{0};
   std::thread thread_;
 };
-
-long rss_kib() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return 0;
-}
 
 // A gateway on its own loop thread, as feuilled runs it.
 class Harness {
@@ -312,7 +305,7 @@ TEST(RuntimeGateway, HundredMebibytesStreamBothWaysInBoundedMemory) {
   h.open(editor, kPort);
   h.point_at(runtime);
   const std::size_t total = 100u << 20;
-  const long before = rss_kib();
+  const long before = status_kib(::getpid(), "VmRSS");
   int c = connect_in(editor.path(), kPort);
   std::size_t echoed = 0;
   std::thread reader([&] {
@@ -335,7 +328,7 @@ TEST(RuntimeGateway, HundredMebibytesStreamBothWaysInBoundedMemory) {
   EXPECT_EQ(echoed, total);
   EXPECT_EQ(h.value(h.metrics.to_runtime), static_cast<double>(total));
   EXPECT_EQ(h.value(h.metrics.to_editor), static_cast<double>(total));
-  EXPECT_LT(rss_kib() - before, 32 * 1024) << "RSS grew from " << before << " KiB";
+  EXPECT_LT(status_kib(::getpid(), "VmRSS") - before, 32 * 1024) << "RSS grew from " << before << " KiB";
 }
 
 TEST(RuntimeGateway, CloseEndsTheListenerAndEveryConnection) {

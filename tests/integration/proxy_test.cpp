@@ -36,14 +36,6 @@ std::vector<std::string> echoed(const json& echo, const std::string& name) {
   return out;
 }
 
-long status_kib(int pid, const std::string& key) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
-  return -1;
-}
-
 // Open sockets of a process (its /proc fd entries that are sockets).
 int open_sockets(int pid) {
   int n = 0;

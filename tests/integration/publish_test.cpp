@@ -462,14 +462,6 @@ TEST_F(Publish, BigPagesRenderOffTheLoop) {
                                             << " s while the page took " << page_seconds << " s";
 }
 
-long status_kib(int pid, const std::string& key) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
-  return -1;
-}
-
 double metric(Daemon& d, const std::string& name) {
   auto body = d.get("/metrics").body;
   std::smatch m;

@@ -46,6 +46,25 @@ void start_with_checkpoints(WorkspaceDaemon& a, const std::string& token) {
   ASSERT_EQ(a.workspace(token)["criu"], true);
 }
 
+// A workspace of `handle` started with checkpoints: its user's id, the
+// headers of a request on its own origin, and its runtime's address through
+// the editor's /proxy/ route.
+struct RunningWorkspace {
+  std::string token, id;
+  std::map<std::string, std::string> in;
+  std::string runtime;  // /u/{id}/proxy/{runtime port}
+};
+RunningWorkspace run_with_checkpoints(WorkspaceDaemon& a, const std::string& handle) {
+  RunningWorkspace w;
+  w.token = a.login(handle);
+  w.id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = '" + handle + "'");
+  start_with_checkpoints(a, w.token);
+  if (::testing::Test::HasFatalFailure()) return w;
+  w.in = a.in(w.token, w.id);
+  w.runtime = "/u/" + w.id + "/proxy/" + std::to_string(a.workspace(w.token)["runtime"]["port"].get<int>());
+  return w;
+}
+
 // Opens a request through d's proxy with `headers` (a workspace's Host and
 // cookie) on a connection of its own, left open for the test to read.
 std::unique_ptr<RawConnection> open_request(Daemon& d, const std::string& target,
@@ -61,14 +80,6 @@ std::unique_ptr<RawConnection> open_request(Daemon& d, const std::string& target
 int last_tick(const std::string& stream) {
   auto at = stream.rfind("\"n\":");
   return at == std::string::npos ? -1 : std::stoi(stream.substr(at + 4));
-}
-
-// VmRSS of a process, in KiB.
-long rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
 }
 
 }  // namespace
@@ -392,7 +403,7 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   const std::string alloc = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>()) +
                             "/_standin/alloc?mb=128";
   ASSERT_EQ(d.get(alloc, in).status, 200);
-  const long rss_before = rss_kib(d.process().pid());
+  const long rss_before = status_kib(d.process().pid(), "VmRSS");
 
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s)) << a.workspace(token).dump();
   EXPECT_TRUE(TestPodman().list({"io.feuille.instance=" + a.instance}).empty());
@@ -418,7 +429,7 @@ TEST(WorkspaceApi, ASleepKeepsPythonsStateAndTheWakeRestoresIt) {
   EXPECT_THAT(d.db().scalar("SELECT detail::text FROM events WHERE kind = 'waking' AND user_id = '" + id + "'"),
               HasSubstr("\"python_state\": \"kept\""));
   EXPECT_FALSE(std::filesystem::exists(archive));  // its state lives in the runtime again
-  EXPECT_LT(rss_kib(d.process().pid()) - rss_before, 32 * 1024) << "feuilled's RSS grew with the archive";
+  EXPECT_LT(status_kib(d.process().pid(), "VmRSS") - rss_before, 32 * 1024) << "feuilled's RSS grew with the archive";
 
   // A snapshot that cannot be restored: a cold start, and the user is told.
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s));
@@ -447,11 +458,8 @@ TEST(WorkspaceApi, ASleepGivesOpenExecutionsTheDrainTimeoutThenCutsThem) {
   WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=2s", "--runtime-user", "0",
                      "--snapshot-dir", snapshots.path(), "--drain-timeout", "2s"});
   auto& d = *a.daemon;
-  auto token = a.login("ugo");
-  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'ugo'");
-  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
-  auto in = a.in(token, id);
-  const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>());
+  auto [token, id, in, runtime] = run_with_checkpoints(a, "ugo");
+  ASSERT_FALSE(HasFatalFailure());
   ASSERT_EQ(d.get(runtime + "/_standin/state?set=before-the-sleep", in).status, 200);
   auto quiet = open_request(d, runtime + "/_sse?count=0&interval_ms=600000", in);
   ASSERT_THAT(read_until(*quiet, "\"n\":0}", 10s), HasSubstr("event: tick"));
@@ -747,11 +755,8 @@ TEST(WorkspaceApi, AnArchivePastThePlansSpaceIsStoppedWhileItStreams) {
   WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--plan",
                      "name=free,snapshot-bytes=20M"});
   auto& d = *a.daemon;
-  auto token = a.login("zoe");
-  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'zoe'");
-  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
-  auto in = a.in(token, id);
-  const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>());
+  auto [token, id, in, runtime] = run_with_checkpoints(a, "zoe");
+  ASSERT_FALSE(HasFatalFailure());
   ASSERT_EQ(d.get(runtime + "/_standin/alloc?mb=64", in).status, 200);
   ASSERT_EQ(d.get(runtime + "/_standin/state?set=kept", in).status, 200);
 
@@ -775,11 +780,8 @@ TEST(WorkspaceApi, ARuntimePastItsDiskLimitIsNotCheckpointed) {
   TempDir snapshots;
   WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--plan", "name=free,disk=8M"});
   auto& d = *a.daemon;
-  auto token = a.login("ugo");
-  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'ugo'");
-  ASSERT_NO_FATAL_FAILURE(start_with_checkpoints(a, token));
-  auto in = a.in(token, id);
-  const std::string runtime = "/u/" + id + "/proxy/" + std::to_string(a.workspace(token)["runtime"]["port"].get<int>());
+  auto [token, id, in, runtime] = run_with_checkpoints(a, "ugo");
+  ASSERT_FALSE(HasFatalFailure());
   ASSERT_EQ(d.get(runtime + "/_standin/write?path=/tmp/big&mb=16", in).status, 200);
   auto snap = d.request("POST", "/api/snapshots", a.as(token, true));
   EXPECT_EQ(snap.status, 409) << snap.body;

@@ -60,6 +60,10 @@ int wait_for_port(Process& p, std::chrono::milliseconds timeout = std::chrono::s
 // Path of the built daemon.
 std::string feuilled_path();
 
+// A "Key: N kB" figure of /proc/PID/status (VmRSS, VmHWM...) in KiB; -1
+// when there is none (the process is gone).
+long status_kib(int pid, const std::string& key);
+
 // A fresh temporary folder, removed by the destructor.
 class TempDir {
  public:
