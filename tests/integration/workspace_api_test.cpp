@@ -916,3 +916,73 @@ TEST(WorkspaceApi, RestoresAndForksGetTheCurrentPlansLimits) {
   EXPECT_EQ(limits_of(json::parse(forked.body)["container"].get<std::string>()),
             (Limits{512ll << 20, 100'000}));
 }
+
+// Every way a runtime comes back (a restore, a fork; a wake below) re-creates
+// its container from the checkpoint: each is as isolated as a fresh start (a
+// namespace of its own through slirp4netns, nothing published, every
+// capability dropped, no new privileges, the host's loopback and feuilled
+// out of reach), and its own gateway still reaches it.
+TEST(WorkspaceApi, RestoredAndForkedRuntimesAreIsolatedAsAFreshOne) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--monitor-interval", "200ms"});
+  auto& d = *a.daemon;
+  auto [token, id, in, runtime] = run_with_checkpoints(a, "ivy");
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string editor_ns = sandbox_key("feuille-ed-" + id);
+  auto expect_isolated = [&](const std::string& container, const std::string& how) {
+    SCOPED_TRACE(how + ": " + container);
+    auto c = TestPodman().inspect(container);
+    ASSERT_TRUE(c);
+    EXPECT_EQ((*c)["HostConfig"]["NetworkMode"], "slirp4netns");
+    const auto& ports = (*c)["HostConfig"]["PortBindings"];
+    EXPECT_TRUE(ports.is_null() || ports.empty()) << ports.dump();
+    EXPECT_TRUE((*c)["EffectiveCaps"].is_null() || (*c)["EffectiveCaps"].empty()) << (*c)["EffectiveCaps"].dump();
+    EXPECT_THAT((*c)["HostConfig"]["SecurityOpt"].dump(), HasSubstr("no-new-privileges"));
+    const std::string ns = (*c)["NetworkSettings"]["SandboxKey"];
+    EXPECT_NE(ns, editor_ns);
+    // slirp4netns's way to the host (10.0.2.2) is closed; feuilled is not there.
+    EXPECT_NE(connect_from(ns, "10.0.2.2", d.port(), 1000), "connected");
+    EXPECT_NE(connect_from(ns, "127.0.0.1", d.port(), 1000), "connected");
+  };
+  expect_isolated("feuille-rt-" + id, "fresh");
+
+  auto snap = d.request("POST", "/api/snapshots", a.as(token, true));
+  ASSERT_EQ(snap.status, 201) << snap.body;
+  ASSERT_EQ(d.request("POST", "/api/snapshots/" + json::parse(snap.body)["id"].get<std::string>() + "/restore",
+                      a.as(token, true))
+                .status,
+            200);
+  expect_isolated("feuille-rt-" + id, "restored");
+  EXPECT_EQ(d.get(runtime + "/_standin/state", in).status, 200);  // through the gateway
+
+  auto forked = d.request("POST", "/api/workspace/sandbox", a.as(token, true));
+  ASSERT_EQ(forked.status, 201) << forked.body;
+  expect_isolated(json::parse(forked.body)["container"].get<std::string>(), "forked");
+  ASSERT_EQ(d.request("DELETE", "/api/workspace/sandbox/" + json::parse(forked.body)["id"].get<std::string>(),
+                      a.as(token, true))
+                .status,
+            204);
+}
+
+TEST(WorkspaceApi, AWokenRuntimeIsIsolatedAsAFreshOne) {
+  TempDir snapshots;
+  WorkspaceDaemon a({"--runtime-user", "0", "--snapshot-dir", snapshots.path(), "--monitor-interval", "200ms",
+                     "--plan", "name=free,idle-timeout=2s"});
+  auto& d = *a.daemon;
+  auto [token, id, in, runtime] = run_with_checkpoints(a, "wes");
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s)) << a.workspace(token).dump();
+  ASSERT_EQ(d.get(runtime + "/_standin/state", in).status, 200);  // the visit wakes it and goes through
+  auto c = TestPodman().inspect("feuille-rt-" + id);
+  ASSERT_TRUE(c);
+  EXPECT_EQ((*c)["HostConfig"]["NetworkMode"], "slirp4netns");
+  const auto& ports = (*c)["HostConfig"]["PortBindings"];
+  EXPECT_TRUE(ports.is_null() || ports.empty()) << ports.dump();
+  EXPECT_TRUE((*c)["EffectiveCaps"].is_null() || (*c)["EffectiveCaps"].empty()) << (*c)["EffectiveCaps"].dump();
+  EXPECT_THAT((*c)["HostConfig"]["SecurityOpt"].dump(), HasSubstr("no-new-privileges"));
+  const std::string ns = (*c)["NetworkSettings"]["SandboxKey"];
+  EXPECT_NE(ns, sandbox_key("feuille-ed-" + id));
+  EXPECT_NE(connect_from(ns, "10.0.2.2", d.port(), 1000), "connected");
+  EXPECT_THAT(d.db().scalar("SELECT string_agg(kind, ',' ORDER BY id) FROM events WHERE user_id = '" + id + "'"),
+              HasSubstr("restoring-runtime"));
+}
