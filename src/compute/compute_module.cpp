@@ -398,13 +398,8 @@ void ComputeModule::add_routes(app::ModuleContext& ctx) {
 }
 
 void ComputeModule::revoke(const auth::Revocation& r) {
-  for (auto& [ex, access] : open_streams_) {
-    if (!r.ends(access->owner, access->caller, access->credential)) continue;
-    // The stream's coroutine sees its writes fail and ends.
-    boost::system::error_code ignored;
-    ex->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    ex->stream.socket().cancel(ignored);
-  }
+  for (auto& [ex, access] : open_streams_)
+    if (r.ends(access->owner, access->caller, access->credential)) ex->end_now();
 }
 
 asio::awaitable<void> ComputeModule::stream_events(http::Exchange& ex, std::string user_id, StreamAccess access) {

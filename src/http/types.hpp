@@ -83,6 +83,15 @@ struct Exchange {
   unsigned status = 0;
   std::uint64_t bytes = 0;
   bool keep_alive = false;
+
+  // Ends it from outside (a revocation): its coroutine sees its reads and
+  // writes fail and ends, and the connection closes.
+  void end_now() {
+    boost::system::error_code ignored;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream.socket().cancel(ignored);
+    keep_alive = false;
+  }
 };
 using StreamHandler = std::function<asio::awaitable<void>(Exchange&)>;
 

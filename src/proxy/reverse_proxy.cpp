@@ -783,11 +783,7 @@ void ReverseProxy::revoke(const auth::Revocation& r) {
   std::size_t streams = 0;
   for (auto& [ex, who] : exchanges_) {
     if (!matches(*who)) continue;
-    // The exchange's coroutine sees its reads and writes fail and ends.
-    boost::system::error_code ignored;
-    ex->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    ex->stream.socket().cancel(ignored);
-    ex->keep_alive = false;
+    ex->end_now();
     ++streams;
   }
   if (!tunnels.empty() || streams > 0)
