@@ -80,21 +80,23 @@ asio::awaitable<Plan> WorkspaceManager::plan_of(const std::string& user_id) {
   co_return *plan;
 }
 
-asio::awaitable<WorkspaceManager::ArchiveLimits> WorkspaceManager::archive_limits(const std::string& user_id,
-                                                                                 bool podman_keeps_copy) {
-  const Plan plan = co_await plan_of(user_id);
-  auto named = co_await db_.run([&](pqxx::work& w) {
+WorkspaceManager::ArchiveLimits WorkspaceManager::archive_limits(const Plan& plan, std::uint64_t named_bytes,
+                                                                bool podman_keeps_copy) {
+  ArchiveLimits limits;
+  limits.max_writable_layer = plan.disk_bytes;
+  const std::uint64_t room = plan.snapshot_bytes > named_bytes ? plan.snapshot_bytes - named_bytes : 0;
+  // A leave-running dump stays in the container (Podman 4.3) until the next
+  // one: the archive and that copy share the room.
+  limits.max_bytes = podman_keeps_copy ? room / 2 : room;
+  return limits;
+}
+
+asio::awaitable<std::uint64_t> WorkspaceManager::named_snapshot_bytes(const std::string& user_id) {
+  co_return co_await db_.run([&](pqxx::work& w) {
     return w.exec_params1("SELECT coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'",
                           user_id)[0]
         .as<std::uint64_t>();
   });
-  ArchiveLimits limits;
-  limits.max_writable_layer = plan.disk_bytes;
-  const std::uint64_t room = plan.snapshot_bytes > named ? plan.snapshot_bytes - named : 0;
-  // A leave-running dump stays in the container (Podman 4.3) until the next
-  // one: the archive and that copy share the room.
-  limits.max_bytes = podman_keeps_copy ? room / 2 : room;
-  co_return limits;
 }
 
 asio::awaitable<std::uint64_t> WorkspaceManager::write_checkpoint(WorkspacePtr ws, std::string path, bool resume,
@@ -204,7 +206,9 @@ asio::awaitable<void> WorkspaceManager::run_sleep(WorkspacePtr ws, std::shared_p
                    ws->user_id, cut, config_.drain_timeout.count());
       const auto began = std::chrono::steady_clock::now();
       // The containers go after it, and Podman's copy of the dump with them.
-      const auto limits = co_await archive_limits(ws->user_id, false);
+      const Plan plan = co_await plan_of(ws->user_id);
+      const std::uint64_t named = co_await named_snapshot_bytes(ws->user_id);
+      const auto limits = archive_limits(plan, named, false);
       const auto bytes = co_await write_checkpoint(ws, sleep_snapshot(ws->user_id), false, limits);
       stored = true;
       asleep = {{"snapshot_bytes", bytes},

@@ -38,8 +38,9 @@ asio::awaitable<nlohmann::json> WorkspaceManager::fork_sandbox(std::string user_
   try {
     // The fork's archive is deleted once restored; Podman's copy of the
     // dump stays in the original until its next checkpoint.
-    const auto limits = co_await archive_limits(user_id, true);
     const Plan plan = co_await plan_of(user_id);
+    const std::uint64_t named = co_await named_snapshot_bytes(user_id);
+    const auto limits = archive_limits(plan, named, true);
     const std::string host_name = host.config.name;
     co_await db_.run([&](pqxx::work& w) {
       w.exec_params("INSERT INTO runtimes (user_id, kind, name, host, port, state) VALUES ($1, 'sandbox', $2, $3, $4, "

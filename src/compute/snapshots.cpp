@@ -95,7 +95,8 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
     Refused refused = Refused::no;
     std::string id;
     int count_limit = 0;
-    std::uint64_t bytes_limit = 0, used_bytes = 0, disk_limit = 0;
+    std::uint64_t used_bytes = 0;
+    Plan plan;  // snapshot_bytes and disk_bytes 0 without a plan
   };
   const std::string dir = settings_.snapshot_dir + "/" + user_id;
   const std::string host_name = host.config.name;
@@ -107,14 +108,14 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
     const Plan* plan = config_.find_plan(user ? user->plan : "free");
     if (!plan) plan = config_.find_plan("free");
     t.count_limit = plan ? plan->snapshots : 0;
-    t.bytes_limit = plan ? plan->snapshot_bytes : 0;
-    t.disk_limit = plan ? plan->disk_bytes : 0;
+    if (plan) t.plan = *plan;
+    else t.plan.snapshot_bytes = t.plan.disk_bytes = 0;  // no plan: no room
     w.exec_params("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id);  // one quota decision at a time
     auto used = w.exec_params1(
         "SELECT count(*), coalesce(sum(size_bytes), 0) FROM snapshots WHERE user_id = $1 AND kind = 'manual'", user_id);
     t.used_bytes = used[1].as<std::uint64_t>() + left;
     if (used[0].as<int>() >= t.count_limit) t.refused = Refused::count;
-    else if (t.used_bytes >= t.bytes_limit) t.refused = Refused::bytes;
+    else if (t.used_bytes >= t.plan.snapshot_bytes) t.refused = Refused::bytes;
     else if (!w.exec_params("SELECT 1 FROM snapshots WHERE user_id = $1 AND name = $2", user_id, name).empty())
       t.refused = Refused::name;
     if (t.refused != Refused::no) return t;
@@ -154,9 +155,7 @@ asio::awaitable<nlohmann::json> WorkspaceManager::create_snapshot(std::string us
     // What this snapshot adds: its archive, and Podman's copy of the dump,
     // which replaces the one of the last checkpoint. Stopped while it
     // streams, past the room that leaves.
-    ArchiveLimits limits;
-    limits.max_bytes = (taken.bytes_limit - (taken.used_bytes - left)) / 2;
-    limits.max_writable_layer = taken.disk_limit;
+    const auto limits = archive_limits(taken.plan, taken.used_bytes - left, true);
     bytes = co_await write_checkpoint(ws, path, true, limits);
   } catch (const ArchiveTooLarge& e) {
     failed = e.what();

@@ -315,7 +315,9 @@ class WorkspaceManager : public Workspaces {
     std::uint64_t max_bytes = 0;
     std::uint64_t max_writable_layer = 0;
   };
-  boost::asio::awaitable<ArchiveLimits> archive_limits(const std::string& user_id, bool podman_keeps_copy);
+  static ArchiveLimits archive_limits(const Plan& plan, std::uint64_t named_bytes, bool podman_keeps_copy);
+  // What the user's named snapshots take (their archives' sizes).
+  boost::asio::awaitable<std::uint64_t> named_snapshot_bytes(const std::string& user_id);
   // The user's plan now (their row's, else free's).
   boost::asio::awaitable<Plan> plan_of(const std::string& user_id);
   // A restored or forked runtime comes back with the limits it was
