@@ -54,15 +54,42 @@ struct RunningWorkspace {
   std::map<std::string, std::string> in;
   std::string runtime;  // /u/{id}/proxy/{runtime port}
 };
-RunningWorkspace run_with_checkpoints(WorkspaceDaemon& a, const std::string& handle) {
+RunningWorkspace run_workspace(WorkspaceDaemon& a, const std::string& handle, bool checkpoints) {
   RunningWorkspace w;
   w.token = a.login(handle);
   w.id = a.daemon->db().scalar("SELECT id::text FROM users WHERE handle = '" + handle + "'");
-  start_with_checkpoints(a, w.token);
-  if (::testing::Test::HasFatalFailure()) return w;
+  if (checkpoints) {
+    start_with_checkpoints(a, w.token);
+  } else {
+    EXPECT_EQ(a.post("/api/workspace/start", w.token).status, 202);
+    EXPECT_TRUE(a.wait_state(w.token, "running"));
+  }
+  if (::testing::Test::HasFailure()) return w;
   w.in = a.in(w.token, w.id);
   w.runtime = "/u/" + w.id + "/proxy/" + std::to_string(a.workspace(w.token)["runtime"]["port"].get<int>());
   return w;
+}
+RunningWorkspace run_with_checkpoints(WorkspaceDaemon& a, const std::string& handle) {
+  return run_workspace(a, handle, true);
+}
+
+// A runtime container as isolated as a fresh start makes it: a slirp4netns
+// namespace of its own (not the editor's), nothing published, no
+// capability, no new privileges, and slirp4netns's way to the host's
+// loopback (where feuilled listens on `feuilled_port`) closed.
+void expect_isolated(const std::string& container, const std::string& editor_ns, int feuilled_port) {
+  SCOPED_TRACE(container);
+  auto c = TestPodman().inspect(container);
+  ASSERT_TRUE(c);
+  EXPECT_EQ((*c)["HostConfig"]["NetworkMode"], "slirp4netns");
+  const auto& ports = (*c)["HostConfig"]["PortBindings"];
+  EXPECT_TRUE(ports.is_null() || ports.empty()) << ports.dump();
+  EXPECT_TRUE((*c)["EffectiveCaps"].is_null() || (*c)["EffectiveCaps"].empty()) << (*c)["EffectiveCaps"].dump();
+  EXPECT_THAT((*c)["HostConfig"]["SecurityOpt"].dump(), HasSubstr("no-new-privileges"));
+  const std::string ns = (*c)["NetworkSettings"]["SandboxKey"];
+  EXPECT_NE(ns, editor_ns);
+  EXPECT_NE(connect_from(ns, "10.0.2.2", feuilled_port, 1000), "connected");
+  EXPECT_NE(connect_from(ns, "127.0.0.1", feuilled_port, 1000), "connected");
 }
 
 // Opens a request through d's proxy with `headers` (a workspace's Host and
@@ -839,11 +866,8 @@ TEST(WorkspaceApi, AdoptedWorkspacesKeepTheirActivityAndPlanAcrossARestart) {
 TEST(WorkspaceApi, APagesBackgroundPollingIsNotActivity) {
   WorkspaceDaemon a({"--monitor-interval", "200ms", "--plan", "name=free,idle-timeout=3s", "--criu", "off"});
   auto& d = *a.daemon;
-  auto token = a.login("pol");
-  auto id = d.db().scalar("SELECT id::text FROM users WHERE handle = 'pol'");
-  ASSERT_EQ(a.post("/api/workspace/start", token).status, 202);
-  ASSERT_TRUE(a.wait_state(token, "running"));
-  auto in = a.in(token, id);
+  auto [token, id, in, runtime] = run_workspace(a, "pol", false);
+  ASSERT_FALSE(HasFailure());
   const std::string at = "/u/" + id + "/";
   auto poll_for = [&](const std::vector<std::string>& paths, std::chrono::seconds how_long) {
     const auto until = std::chrono::steady_clock::now() + how_long;
@@ -929,22 +953,7 @@ TEST(WorkspaceApi, RestoredAndForkedRuntimesAreIsolatedAsAFreshOne) {
   auto [token, id, in, runtime] = run_with_checkpoints(a, "ivy");
   ASSERT_FALSE(HasFatalFailure());
   const std::string editor_ns = sandbox_key("feuille-ed-" + id);
-  auto expect_isolated = [&](const std::string& container, const std::string& how) {
-    SCOPED_TRACE(how + ": " + container);
-    auto c = TestPodman().inspect(container);
-    ASSERT_TRUE(c);
-    EXPECT_EQ((*c)["HostConfig"]["NetworkMode"], "slirp4netns");
-    const auto& ports = (*c)["HostConfig"]["PortBindings"];
-    EXPECT_TRUE(ports.is_null() || ports.empty()) << ports.dump();
-    EXPECT_TRUE((*c)["EffectiveCaps"].is_null() || (*c)["EffectiveCaps"].empty()) << (*c)["EffectiveCaps"].dump();
-    EXPECT_THAT((*c)["HostConfig"]["SecurityOpt"].dump(), HasSubstr("no-new-privileges"));
-    const std::string ns = (*c)["NetworkSettings"]["SandboxKey"];
-    EXPECT_NE(ns, editor_ns);
-    // slirp4netns's way to the host (10.0.2.2) is closed; feuilled is not there.
-    EXPECT_NE(connect_from(ns, "10.0.2.2", d.port(), 1000), "connected");
-    EXPECT_NE(connect_from(ns, "127.0.0.1", d.port(), 1000), "connected");
-  };
-  expect_isolated("feuille-rt-" + id, "fresh");
+  expect_isolated("feuille-rt-" + id, editor_ns, d.port());  // fresh
 
   auto snap = d.request("POST", "/api/snapshots", a.as(token, true));
   ASSERT_EQ(snap.status, 201) << snap.body;
@@ -952,12 +961,12 @@ TEST(WorkspaceApi, RestoredAndForkedRuntimesAreIsolatedAsAFreshOne) {
                       a.as(token, true))
                 .status,
             200);
-  expect_isolated("feuille-rt-" + id, "restored");
+  expect_isolated("feuille-rt-" + id, editor_ns, d.port());  // restored
   EXPECT_EQ(d.get(runtime + "/_standin/state", in).status, 200);  // through the gateway
 
   auto forked = d.request("POST", "/api/workspace/sandbox", a.as(token, true));
   ASSERT_EQ(forked.status, 201) << forked.body;
-  expect_isolated(json::parse(forked.body)["container"].get<std::string>(), "forked");
+  expect_isolated(json::parse(forked.body)["container"].get<std::string>(), editor_ns, d.port());
   ASSERT_EQ(d.request("DELETE", "/api/workspace/sandbox/" + json::parse(forked.body)["id"].get<std::string>(),
                       a.as(token, true))
                 .status,
@@ -973,16 +982,7 @@ TEST(WorkspaceApi, AWokenRuntimeIsIsolatedAsAFreshOne) {
   ASSERT_FALSE(HasFatalFailure());
   ASSERT_TRUE(a.wait_state(token, "sleeping", nullptr, 30s)) << a.workspace(token).dump();
   ASSERT_EQ(d.get(runtime + "/_standin/state", in).status, 200);  // the visit wakes it and goes through
-  auto c = TestPodman().inspect("feuille-rt-" + id);
-  ASSERT_TRUE(c);
-  EXPECT_EQ((*c)["HostConfig"]["NetworkMode"], "slirp4netns");
-  const auto& ports = (*c)["HostConfig"]["PortBindings"];
-  EXPECT_TRUE(ports.is_null() || ports.empty()) << ports.dump();
-  EXPECT_TRUE((*c)["EffectiveCaps"].is_null() || (*c)["EffectiveCaps"].empty()) << (*c)["EffectiveCaps"].dump();
-  EXPECT_THAT((*c)["HostConfig"]["SecurityOpt"].dump(), HasSubstr("no-new-privileges"));
-  const std::string ns = (*c)["NetworkSettings"]["SandboxKey"];
-  EXPECT_NE(ns, sandbox_key("feuille-ed-" + id));
-  EXPECT_NE(connect_from(ns, "10.0.2.2", d.port(), 1000), "connected");
+  expect_isolated("feuille-rt-" + id, sandbox_key("feuille-ed-" + id), d.port());
   EXPECT_THAT(d.db().scalar("SELECT string_agg(kind, ',' ORDER BY id) FROM events WHERE user_id = '" + id + "'"),
               HasSubstr("restoring-runtime"));
 }
