@@ -491,25 +491,22 @@ class PublishModule final : public app::Module {
             limits.memory_bytes = config_.publish_render_memory;
             limits.time = std::chrono::duration_cast<std::chrono::milliseconds>(config_.publish_render_timeout);
             ++renders_pending_;
+            struct Pending {
+              std::size_t& n;
+              ~Pending() { --n; }
+            } pending{renders_pending_};
             auto render = [shared_dir, project, current, handle, check_heading, limits] {
               return render_page(shared_dir->get(), project, current, handle, check_heading, limits);
             };
-            std::optional<Rendered> r;
-            try {
-              r.emplace(co_await offload(render_pool_, std::move(render)));
-            } catch (...) {
-              --renders_pending_;
-              throw;
-            }
-            --renders_pending_;
-            if (r->abandoned) {
+            Rendered r = co_await offload(render_pool_, std::move(render));
+            if (r.abandoned) {
               renders_abandoned_->Increment();
               log_->warn("page of @{} abandoned: {} (a notice is shown until the file changes)", handle,
-                         *r->abandoned == RenderTooCostly::Limit::memory ? "memory limit"
-                         : *r->abandoned == RenderTooCostly::Limit::time ? "time limit"
-                                                                          : "output limit");
+                         *r.abandoned == RenderTooCostly::Limit::memory ? "memory limit"
+                         : *r.abandoned == RenderTooCostly::Limit::time ? "time limit"
+                                                                         : "output limit");
             }
-            co_return std::move(*r);
+            co_return r;
           };
           Rendered r = co_await renders_.run(std::move(job_key), std::move(job));
           if (r.missing) co_return PageAnswer{not_found(req), nullptr};
